@@ -1,0 +1,79 @@
+"""HBM: one slice per PE, each served by its own controller with pseudo-channels.
+
+Fidelity: a controller has ``pseudo_channels`` FIFO channels. The flit starting at address
+``a`` is served by channel ``(a >> log2(burst_bytes)) & (pseudo_channels - 1)`` and holds it
+for ``flit_bytes / (pc_bw_gbs * efficiency)`` ns (a 256 B burst: 10 ns by default). Reads and
+writes share the channels, first come first served.
+
+- A write flit is committed when its channel finishes it; a write is done when its last flit is
+  committed, and its bytes become visible to loads at that moment.
+- A read request enqueues all of its flits on their channels on arrival; data flits leave the
+  controller in address order (in-order responses), each once its own burst and every earlier
+  one are done.
+
+Not modelled: banks, row buffers, refresh, read/write turnaround, ECC.
+"""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from kernbench.core.errors import ConfigError
+from kernbench.core.units import GIB
+from kernbench.core.specs import check_non_negative, check_positive, check_power_of_two, param
+
+
+@dataclass(frozen=True)
+class HbmSpec:
+    KEY: ClassVar[str] = "hw.hbm"
+
+    slice_bytes: int = param(6 * GIB, "HBM slice per PE (8 slices = 48 GiB per cube), bytes")
+    pseudo_channels: int = param(8, "pseudo-channels per controller (power of two)")
+    pc_bw_gbs: float = param(32.0, "peak bandwidth of one pseudo-channel, GB/s")
+    efficiency: float = param(0.8, "fraction of peak a channel sustains (0 < e <= 1)")
+    burst_bytes: int = param(256, "burst size that selects the pseudo-channel, bytes")
+    ctrl_overhead_ns: float = param(0.0, "controller overhead per transfer (head flit), ns")
+
+    def __post_init__(self) -> None:
+        check_positive(self, "slice_bytes", "pc_bw_gbs", "efficiency")
+        check_power_of_two(self, "pseudo_channels", "burst_bytes")
+        check_non_negative(self, "ctrl_overhead_ns")
+        if self.efficiency > 1:
+            raise ConfigError(f"{self.KEY}.efficiency", f"must be in (0, 1], got {self.efficiency}")
+
+    @property
+    def effective_bw_gbs(self) -> float:
+        """Sustained bandwidth of one controller over all its channels."""
+        return self.pseudo_channels * self.pc_bw_gbs * self.efficiency
+
+    @property
+    def ns_per_byte(self) -> float:
+        """Time one pseudo-channel is busy per byte."""
+        return 1.0 / (self.pc_bw_gbs * self.efficiency)
+
+    def channel_of(self, addr: int) -> int:
+        return (addr // self.burst_bytes) & (self.pseudo_channels - 1)
+
+
+class HbmController:
+    """Runtime state of one controller: when each pseudo-channel frees, and what it served."""
+
+    __slots__ = ("name", "spec", "free_at", "bytes_read", "bytes_written", "busy_ns")
+
+    def __init__(self, name: str, spec: HbmSpec):
+        self.name = name
+        self.spec = spec
+        self.free_at = [0.0] * spec.pseudo_channels
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.busy_ns = 0.0
+
+    def serve(self, addr: int, nbytes: int, now: float) -> float:
+        """Enqueue one flit at ``now``; return the time its channel finishes it."""
+        ch = (addr // self.spec.burst_bytes) & (self.spec.pseudo_channels - 1)
+        free = self.free_at[ch]
+        start = now if now > free else free
+        service = nbytes * self.spec.ns_per_byte
+        end = start + service
+        self.free_at[ch] = end
+        self.busy_ns += service
+        return end

@@ -1,0 +1,262 @@
+"""A running system: the topology, its Sim, the wire engine, HBM controllers and memory.
+
+:meth:`System.submit` accepts a host message and returns a SimPy event that succeeds with the
+message's :class:`Completion`. Requests that cannot be served (an address outside every
+window, a size of zero) complete at once with ``ok=False`` and an error code.
+"""
+
+from collections import deque
+from collections.abc import Iterable
+
+import numpy as np
+from simpy.events import Event
+
+from kernbench.core.errors import AddressError, KernbenchError, SimulationError
+from kernbench.hw import HbmController, MemoryStore
+from kernbench.runtime.messages import (
+    Completion,
+    Hop,
+    MemoryReadMsg,
+    MemoryWriteMsg,
+    Message,
+    PeDmaMsg,
+)
+from kernbench.sim.context import Sim
+from kernbench.sim.observer import Observer
+from kernbench.sim.wire import Transfer, WireEngine
+from kernbench.topology import NodeKind, SystemSpec, Topology
+from kernbench.topology.graph import Node
+
+
+class _DmaChannel:
+    """A capacity-1 DMA channel: requests start in issue order, one at a time."""
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque = deque()
+
+
+class System:
+    def __init__(
+        self, spec: SystemSpec | None = None, *, topology: Topology | None = None,
+        observer: Observer | None = None,
+    ):
+        self.topology = topology or Topology(spec or SystemSpec())
+        self.spec = self.topology.spec
+        self.sim = Sim(self.spec.sim, observer)
+        g = self.topology.graph
+        self.wire = WireEngine(
+            self.sim,
+            edge_bw_gbs=[e.bw_gbs for e in g.edges],
+            edge_length_mm=[e.length_mm for e in g.edges],
+            node_overhead_ns=[n.overhead_ns for n in g.nodes],
+            node_store_forward=[n.kind is NodeKind.STORE_FORWARD for n in g.nodes],
+        )
+        self.memory = MemoryStore()
+        self._hbm: dict[int, HbmController] = {}
+        self._dma: dict[tuple[int, str], _DmaChannel] = {}
+        self.in_flight: dict[int, str] = {}
+        self.completed = 0
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.sim.env.now
+
+    def submit(self, msg: Message) -> Event:
+        """Issue ``msg`` now; the returned event succeeds with its :class:`Completion`."""
+        done = self.sim.event()
+        msg_id = self.sim.next_id()
+        try:
+            if isinstance(msg, MemoryWriteMsg):
+                self._write(msg_id, self.topology.node("host"), msg.addr, msg.size_bytes,
+                            msg.data, msg.fill, done, src_overhead=())
+            elif isinstance(msg, MemoryReadMsg):
+                self._read(msg_id, self.topology.node("host"), msg.addr, msg.size_bytes, done,
+                           src_overhead=())
+            elif isinstance(msg, PeDmaMsg):
+                self._pe_dma(msg_id, msg, done)
+            else:
+                raise TypeError(f"unknown message type {type(msg).__name__}")
+        except AddressError as exc:
+            done.succeed(self._failed(msg_id, msg, "ADDRESS", str(exc)))
+        except KernbenchError as exc:
+            done.succeed(self._failed(msg_id, msg, "INVALID", str(exc)))
+        return done
+
+    def execute(self, msg: Message) -> Completion:
+        """Submit ``msg`` and run the simulation until it completes."""
+        ev = self.submit(msg)
+        self.run_until(ev)
+        return ev.value
+
+    def execute_all(self, msgs: Iterable[Message]) -> list[Completion]:
+        """Submit every message at the current time and run until all have completed."""
+        events = [self.submit(m) for m in msgs]
+        self.run_until(self.sim.env.all_of(events))
+        return [ev.value for ev in events]
+
+    def run_until(self, event: Event) -> None:
+        try:
+            self.sim.env.run(until=event)
+        except RuntimeError as exc:
+            if event.triggered:
+                raise
+            waiting = ", ".join(sorted(self.in_flight.values())[:8]) or "nothing in flight"
+            raise SimulationError(
+                f"deadlock at t={self.now:.3f} ns: no event is pending but the run is not "
+                f"finished; waiting: {waiting}"
+            ) from exc
+
+    def hbm_controller(self, node: Node) -> HbmController:
+        ctrl = self._hbm.get(node.id)
+        if ctrl is None:
+            ctrl = self._hbm[node.id] = HbmController(node.name, self.spec.hw.hbm)
+        return ctrl
+
+    # -- messages --------------------------------------------------------------------------
+    def _failed(self, msg_id: int, msg: Message, code: str, text: str) -> Completion:
+        return Completion(msg_id, False, self.now, self.now, getattr(msg, "size_bytes", 0),
+                          error_code=code, error_message=text)
+
+    def _check_size(self, size_bytes: int, data: np.ndarray | None) -> np.ndarray | None:
+        if size_bytes <= 0:
+            raise KernbenchError(f"size_bytes must be > 0, got {size_bytes}")
+        if data is None:
+            return None
+        raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        if raw.size != size_bytes:
+            raise KernbenchError(f"data holds {raw.size} bytes but size_bytes is {size_bytes}")
+        return raw
+
+    def _pe_dma(self, msg_id: int, msg: PeDmaMsg, done: Event) -> None:
+        topo = self.topology
+        try:
+            src = topo.pe_dma(msg.sip, msg.cube, msg.pe)
+        except KernbenchError:
+            raise AddressError(
+                f"no PE sip{msg.sip}.cube{msg.cube}.pe{msg.pe} in this topology"
+            ) from None
+        if msg.op not in ("read", "write"):
+            raise KernbenchError(f"PeDmaMsg.op must be 'read' or 'write', got {msg.op!r}")
+        prefix = src.name.rsplit(".", 1)[0]
+        overhead = (topo.node(f"{prefix}.cpu"), topo.node(f"{prefix}.sched"))
+        channel = self._dma.setdefault((src.id, msg.op), _DmaChannel())
+        data = self._check_size(msg.size_bytes, msg.data)
+        topo.address.decode_hbm(msg.addr, msg.size_bytes)
+
+        def start() -> None:
+            channel.busy = True
+            finished = self.sim.event()
+            finished.callbacks.append(lambda ev: (done.succeed(ev.value), self._next_dma(channel)))
+            if msg.op == "write":
+                self._write(msg_id, src, msg.addr, msg.size_bytes, data, msg.fill, finished,
+                            src_overhead=overhead)
+            else:
+                self._read(msg_id, src, msg.addr, msg.size_bytes, finished,
+                           src_overhead=overhead)
+
+        if channel.busy:
+            channel.waiting.append(start)
+        else:
+            start()
+
+    def _next_dma(self, channel: _DmaChannel) -> None:
+        channel.busy = False
+        if channel.waiting:
+            channel.waiting.popleft()()
+
+    def _overhead_hops(self, nodes: tuple[Node, ...]) -> tuple[list[Hop], float]:
+        hops, t = [], 0.0
+        for n in nodes:
+            hops.append(Hop(n.name, t))
+            t += n.overhead_ns
+        return hops, t
+
+    def _route_hops(self, tr: Transfer, base_ns: float) -> list[Hop]:
+        names = self.topology.graph.nodes
+        return [Hop(names[n].name, t - base_ns) for n, t in zip(tr.nodes, tr.head_at, strict=True)]
+
+    def _write(self, msg_id: int, src: Node, addr: int, size_bytes: int,
+               data: np.ndarray | None, fill: int, done: Event, src_overhead: tuple) -> None:
+        data = self._check_size(size_bytes, data)
+        loc = self.topology.address.decode_hbm(addr, size_bytes)
+        dst = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
+        ctrl = self.hbm_controller(dst)
+        route = self.topology.route(src, dst)
+        start_ns = self.now
+        pre_hops, pre_ns = self._overhead_hops(src_overhead)
+        flit = self.spec.sim.flit_bytes
+        state = {"left": 0, "done_ns": start_ns}
+        self.in_flight[msg_id] = f"write #{msg_id} to {dst.name}"
+
+        def sink(tr: Transfer, j: int) -> None:
+            end = ctrl.serve(addr + j * flit, tr.flit_size(j), self.now)
+            if end > state["done_ns"]:
+                state["done_ns"] = end
+            state["left"] -= 1
+            if state["left"] == 0:
+                self.sim.call_at(state["done_ns"], commit, tr)
+
+        def commit(tr: Transfer) -> None:
+            if data is None:
+                self.memory.fill(addr, size_bytes, fill)
+            else:
+                self.memory.write(addr, data)
+            ctrl.bytes_written += size_bytes
+            hops = pre_hops + self._route_hops(tr, start_ns)
+            hops.append(Hop(f"{dst.name} (committed)", self.now - start_ns))
+            self._finish(msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes,
+                                                  tuple(hops)))
+
+        tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
+        state["left"] = tr.n_flits
+        self.sim.call_at(start_ns + pre_ns, self.wire.inject, tr)
+
+    def _read(self, msg_id: int, src: Node, addr: int, size_bytes: int, done: Event,
+              src_overhead: tuple) -> None:
+        self._check_size(size_bytes, None)
+        loc = self.topology.address.decode_hbm(addr, size_bytes)
+        ctrl_node = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
+        ctrl = self.hbm_controller(ctrl_node)
+        request = self.topology.route(src, ctrl_node)
+        response = self.topology.route(ctrl_node, src)
+        start_ns = self.now
+        pre_hops, pre_ns = self._overhead_hops(src_overhead)
+        flit = self.spec.sim.flit_bytes
+        self.in_flight[msg_id] = f"read #{msg_id} from {ctrl_node.name}"
+        hops: list[Hop] = []
+
+        def issue(req: Transfer, _j: int) -> None:
+            now = self.now
+            hops.extend(pre_hops + self._route_hops(req, start_ns))
+            data_tr = Transfer(msg_id, response.nodes, response.edges, size_bytes, flit, arrive)
+            ready, last = [], now
+            for j in range(data_tr.n_flits):
+                end = ctrl.serve(addr + j * flit, data_tr.flit_size(j), now)
+                last = end if end > last else last
+                ready.append(last)
+            data_tr.tag = [data_tr.n_flits]
+            self.wire.inject_staggered(data_tr, ready)
+
+        def arrive(tr: Transfer, _j: int) -> None:
+            tr.tag[0] -= 1
+            if tr.tag[0]:
+                return
+            ctrl.bytes_read += size_bytes
+            all_hops = hops + self._route_hops(tr, start_ns)[1:]
+            all_hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
+            self._finish(msg_id, done, Completion(
+                msg_id, True, start_ns, self.now, size_bytes, tuple(all_hops),
+                data=self.memory.read(addr, size_bytes)))
+
+        req = Transfer(msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes,
+                       flit, issue)
+        self.sim.call_at(start_ns + pre_ns, self.wire.inject, req)
+
+    def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:
+        self.in_flight.pop(msg_id, None)
+        self.completed += 1
+        done.succeed(completion)

@@ -1,0 +1,55 @@
+"""The Sim context: one SimPy environment, id source, observer and event counter per run."""
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+from simpy.core import NORMAL
+from simpy.events import Event
+
+from kernbench.sim.observer import NullObserver, Observer
+from kernbench.sim.spec import SimSpec
+
+
+class _Call(Event):
+    """An event that is already triggered and runs ``fn(*args)`` when the clock reaches it."""
+
+    def __init__(self, env: simpy.Environment, fn: Callable[..., None], args: tuple):
+        self.env = env
+        self.callbacks = [self._fire]
+        self._ok = True
+        self._value = None
+        self._fn = fn
+        self._args = args
+
+    def _fire(self, _event: Event) -> None:
+        self._fn(*self._args)
+
+
+class Sim:
+    """Everything a component needs at run time, passed explicitly (no globals)."""
+
+    def __init__(self, spec: SimSpec | None = None, observer: Observer | None = None):
+        self.spec = spec or SimSpec()
+        self.env = simpy.Environment()
+        self.observer: Observer = observer or NullObserver()
+        self._ids = itertools.count(1)
+        self.events = 0
+
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def call_at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` at absolute simulated time ``t`` (>= now)."""
+        self.events += 1
+        self.env.schedule(_Call(self.env, fn, args), NORMAL, t - self.env.now)
+
+    def event(self) -> Event:
+        """A fresh pending event, for processes to wait on."""
+        self.events += 1
+        return self.env.event()

@@ -1,0 +1,145 @@
+"""The flit-level wormhole transfer engine (the ``flit`` transfer model).
+
+Contract (MODEL.md §3): a transfer is cut into flits of ``flit_bytes`` (the last may be
+shorter). Along its route every directed edge is a FIFO server: a flit holds it for
+``bytes / bw_gbs`` ns, then flies ``length_mm * ns_per_mm`` ns. A forwarding node delays the
+head flit by its overhead and passes the others on in order without waiting for the tail; a
+store-and-forward node releases nothing until the tail has arrived, then releases every flit
+after its overhead. The destination node's overhead also applies to the head flit; what
+happens at the destination is the transfer's ``sink``.
+
+Each flit costs one scheduled event per hop. A flit's departure from an edge is computed when
+it reaches that edge, in simulated-time order, so concurrent transfers interleave flit by flit
+and queue behind one another first come, first served. Not modelled: finite buffers,
+back-pressure, credit loops (a flit always finds room downstream).
+"""
+
+from collections.abc import Callable, Sequence
+
+from kernbench.sim.context import Sim
+
+Sink = Callable[["Transfer", int], None]
+
+
+class Transfer:
+    """One message in flight along one route."""
+
+    __slots__ = (
+        "id", "nodes", "edges", "size_bytes", "flit_bytes", "n_flits", "last_bytes", "sink",
+        "dep", "arrived", "head_at", "start_ns", "tag",
+    )
+
+    def __init__(
+        self, tid: int, nodes: Sequence[int], edges: Sequence[int], size_bytes: int,
+        flit_bytes: int, sink: Sink, tag: object = None,
+    ):
+        self.id = tid
+        self.nodes = nodes
+        self.edges = edges
+        self.size_bytes = size_bytes
+        self.flit_bytes = flit_bytes
+        self.n_flits = -(-size_bytes // flit_bytes)
+        self.last_bytes = size_bytes - (self.n_flits - 1) * flit_bytes
+        self.sink = sink
+        self.dep = [float("-inf")] * len(nodes)  # last departure time per node (in-order)
+        self.arrived = [0] * len(nodes)  # flits arrived per node (store-and-forward count)
+        self.head_at = [float("nan")] * len(nodes)  # when the head reached each node
+        self.start_ns = 0.0
+        self.tag = tag
+
+    def flit_size(self, j: int) -> int:
+        return self.flit_bytes if j < self.n_flits - 1 else self.last_bytes
+
+
+class LinkStats:
+    """Per-edge counters, indexed by edge id."""
+
+    __slots__ = ("bytes", "busy_ns", "flits", "max_wait_ns")
+
+    def __init__(self, n: int):
+        self.bytes = [0] * n
+        self.busy_ns = [0.0] * n
+        self.flits = [0] * n
+        self.max_wait_ns = [0.0] * n
+
+
+class WireEngine:
+    def __init__(
+        self, sim: Sim, *, edge_bw_gbs: Sequence[float], edge_length_mm: Sequence[float],
+        node_overhead_ns: Sequence[float], node_store_forward: Sequence[bool],
+    ):
+        self.sim = sim
+        ns_per_mm = sim.spec.ns_per_mm
+        self.ns_per_byte = [1.0 / bw for bw in edge_bw_gbs]
+        self.wire_ns = [length * ns_per_mm for length in edge_length_mm]
+        self.free_at = [0.0] * len(edge_bw_gbs)
+        self.overhead_ns = list(node_overhead_ns)
+        self.store_forward = list(node_store_forward)
+        self.stats = LinkStats(len(edge_bw_gbs))
+
+    # -- starting a transfer ---------------------------------------------------------------
+    def inject(self, tr: Transfer) -> None:
+        """All flits are ready at the source now; they enter the first edge back to back."""
+        tr.start_ns = now = self.sim.env.now
+        tr.head_at[0] = now
+        for j in range(tr.n_flits):
+            self._edge(tr, j, 0)
+
+    def inject_staggered(self, tr: Transfer, ready_ns: Sequence[float]) -> None:
+        """Flit ``j`` becomes ready at the source at ``ready_ns[j]`` (non-decreasing)."""
+        tr.start_ns = self.sim.env.now
+        tr.head_at[0] = ready_ns[0]
+        call_at = self.sim.call_at
+        for j, t in enumerate(ready_ns):
+            call_at(t, self._edge, tr, j, 0)
+
+    # -- the stages ------------------------------------------------------------------------
+    def _edge(self, tr: Transfer, j: int, h: int) -> None:
+        """Flit ``j`` enters the edge leaving node ``h`` of its route, now."""
+        e = tr.edges[h]
+        now = self.sim.env.now
+        free = self.free_at[e]
+        start = now if now > free else free
+        nbytes = tr.flit_bytes if j < tr.n_flits - 1 else tr.last_bytes
+        service = nbytes * self.ns_per_byte[e]
+        end = start + service
+        self.free_at[e] = end
+        st = self.stats
+        st.bytes[e] += nbytes
+        st.busy_ns[e] += service
+        st.flits[e] += 1
+        if start - now > st.max_wait_ns[e]:
+            st.max_wait_ns[e] = start - now
+        self.sim.call_at(end + self.wire_ns[e], self._arrive, tr, j, h + 1)
+
+    def _arrive(self, tr: Transfer, j: int, h: int) -> None:
+        """Flit ``j`` has reached node ``h`` of its route."""
+        now = self.sim.env.now
+        node = tr.nodes[h]
+        if j == 0:
+            tr.head_at[h] = now
+        if self.store_forward[node]:
+            tr.arrived[h] += 1
+            if tr.arrived[h] == tr.n_flits:
+                self.sim.call_at(now + self.overhead_ns[node], self._release, tr, h)
+            return
+        dep = tr.dep[h]
+        t = now if now > dep else dep
+        if j == 0:
+            t += self.overhead_ns[node]
+        tr.dep[h] = t
+        if t > now:
+            self.sim.call_at(t, self._depart, tr, j, h)
+        else:
+            self._depart(tr, j, h)
+
+    def _depart(self, tr: Transfer, j: int, h: int) -> None:
+        if h == len(tr.nodes) - 1:
+            tr.sink(tr, j)
+        else:
+            self._edge(tr, j, h)
+
+    def _release(self, tr: Transfer, h: int) -> None:
+        """A store-and-forward node sends the whole message on, flits back to back."""
+        for j in range(tr.n_flits):
+            self._depart(tr, j, h)
