@@ -26,7 +26,7 @@ class Transfer:
 
     __slots__ = (
         "id", "nodes", "edges", "size_bytes", "flit_bytes", "n_flits", "last_bytes", "sink",
-        "dep", "arrived", "head_at", "start_ns", "tag",
+        "dep", "arrived", "held", "head_at", "start_ns", "tag",
     )
 
     def __init__(
@@ -43,6 +43,7 @@ class Transfer:
         self.sink = sink
         self.dep = [float("-inf")] * len(nodes)  # last departure time per node (in-order)
         self.arrived = [0] * len(nodes)  # flits arrived per node (store-and-forward count)
+        self.held = [0] * len(nodes)  # flits waiting at a node for an earlier flit to leave
         self.head_at = [float("nan")] * len(nodes)  # when the head reached each node
         self.start_ns = 0.0
         self.tag = tag
@@ -128,10 +129,17 @@ class WireEngine:
         if j == 0:
             t += self.overhead_ns[node]
         tr.dep[h] = t
-        if t > now:
-            self.sim.call_at(t, self._depart, tr, j, h)
+        # A flit may leave now only if no earlier flit of its transfer still waits here;
+        # otherwise it queues behind them, in order, even when they leave at this instant.
+        if t > now or tr.held[h]:
+            tr.held[h] += 1
+            self.sim.call_at(t, self._depart_held, tr, j, h)
         else:
             self._depart(tr, j, h)
+
+    def _depart_held(self, tr: Transfer, j: int, h: int) -> None:
+        tr.held[h] -= 1
+        self._depart(tr, j, h)
 
     def _depart(self, tr: Transfer, j: int, h: int) -> None:
         if h == len(tr.nodes) - 1:
