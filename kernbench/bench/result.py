@@ -6,14 +6,23 @@ from typing import Any
 
 @dataclass
 class Table:
-    """A titled table of rows; cells are numbers or short strings."""
+    """A titled table of rows; cells are numbers or short strings.
+
+    A ``detail`` table goes to the report only, not to the console summary.
+    """
 
     title: str
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
+    detail: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "columns": self.columns, "rows": self.rows}
+        return {
+            "title": self.title,
+            "columns": self.columns,
+            "rows": self.rows,
+            "detail": self.detail,
+        }
 
 
 @dataclass

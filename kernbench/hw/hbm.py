@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from kernbench.core.errors import ConfigError
-from kernbench.core.units import GIB
 from kernbench.core.specs import check_non_negative, check_positive, check_power_of_two, param
+from kernbench.core.units import GIB
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,9 @@ class _Path:
         self.overhead += total
         return total
 
-    def traverse(self, route: Route, arrive: np.ndarray, sizes: np.ndarray, track: bool) -> np.ndarray:
+    def traverse(
+        self, route: Route, arrive: np.ndarray, sizes: np.ndarray, track: bool
+    ) -> np.ndarray:
         g = self.t.graph
         for h, eid in enumerate(route.edges):
             edge = g.edges[eid]
@@ -128,6 +130,15 @@ def formula(topology: Topology, msg: Message) -> Formula:
         ready = np.maximum.accumulate(
             path.hbm(msg.addr, np.full(sizes.size, at_ctrl[0]), sizes, True)
         )
-        total = float(path.traverse(t.route(ctrl, src), ready, sizes, True).max())
+        back = t.route(ctrl, src, t.flow_key(src, ctrl))
+        total = float(path.traverse(back, ready, sizes, True).max())
     drain = total - path.overhead - path.wire - path.serialization
-    return Formula(total, path.overhead, path.wire, path.serialization, drain, *path.bottleneck)
+    return Formula(
+        total,
+        float(path.overhead),
+        float(path.wire),
+        float(path.serialization),
+        float(drain),
+        float(path.bottleneck[0]),
+        path.bottleneck[1],
+    )

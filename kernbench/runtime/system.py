@@ -40,7 +40,10 @@ class _DmaChannel:
 
 class System:
     def __init__(
-        self, spec: SystemSpec | None = None, *, topology: Topology | None = None,
+        self,
+        spec: SystemSpec | None = None,
+        *,
+        topology: Topology | None = None,
         observer: Observer | None = None,
     ):
         self.topology = topology or Topology(spec or SystemSpec())
@@ -71,11 +74,25 @@ class System:
         msg_id = self.sim.next_id()
         try:
             if isinstance(msg, MemoryWriteMsg):
-                self._write(msg_id, self.topology.node("host"), msg.addr, msg.size_bytes,
-                            msg.data, msg.fill, done, src_overhead=())
+                self._write(
+                    msg_id,
+                    self.topology.node("host"),
+                    msg.addr,
+                    msg.size_bytes,
+                    msg.data,
+                    msg.fill,
+                    done,
+                    src_overhead=(),
+                )
             elif isinstance(msg, MemoryReadMsg):
-                self._read(msg_id, self.topology.node("host"), msg.addr, msg.size_bytes, done,
-                           src_overhead=())
+                self._read(
+                    msg_id,
+                    self.topology.node("host"),
+                    msg.addr,
+                    msg.size_bytes,
+                    done,
+                    src_overhead=(),
+                )
             elif isinstance(msg, PeDmaMsg):
                 self._pe_dma(msg_id, msg, done)
             else:
@@ -118,8 +135,15 @@ class System:
 
     # -- messages --------------------------------------------------------------------------
     def _failed(self, msg_id: int, msg: Message, code: str, text: str) -> Completion:
-        return Completion(msg_id, False, self.now, self.now, getattr(msg, "size_bytes", 0),
-                          error_code=code, error_message=text)
+        return Completion(
+            msg_id,
+            False,
+            self.now,
+            self.now,
+            getattr(msg, "size_bytes", 0),
+            error_code=code,
+            error_message=text,
+        )
 
     def _check_size(self, size_bytes: int, data: np.ndarray | None) -> np.ndarray | None:
         if size_bytes <= 0:
@@ -152,11 +176,18 @@ class System:
             finished = self.sim.event()
             finished.callbacks.append(lambda ev: (done.succeed(ev.value), self._next_dma(channel)))
             if msg.op == "write":
-                self._write(msg_id, src, msg.addr, msg.size_bytes, data, msg.fill, finished,
-                            src_overhead=overhead)
+                self._write(
+                    msg_id,
+                    src,
+                    msg.addr,
+                    msg.size_bytes,
+                    data,
+                    msg.fill,
+                    finished,
+                    src_overhead=overhead,
+                )
             else:
-                self._read(msg_id, src, msg.addr, msg.size_bytes, finished,
-                           src_overhead=overhead)
+                self._read(msg_id, src, msg.addr, msg.size_bytes, finished, src_overhead=overhead)
 
         if channel.busy:
             channel.waiting.append(start)
@@ -179,8 +210,17 @@ class System:
         names = self.topology.graph.nodes
         return [Hop(names[n].name, t - base_ns) for n, t in zip(tr.nodes, tr.head_at, strict=True)]
 
-    def _write(self, msg_id: int, src: Node, addr: int, size_bytes: int,
-               data: np.ndarray | None, fill: int, done: Event, src_overhead: tuple) -> None:
+    def _write(
+        self,
+        msg_id: int,
+        src: Node,
+        addr: int,
+        size_bytes: int,
+        data: np.ndarray | None,
+        fill: int,
+        done: Event,
+        src_overhead: tuple,
+    ) -> None:
         data = self._check_size(size_bytes, data)
         loc = self.topology.address.decode_hbm(addr, size_bytes)
         dst = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
@@ -208,21 +248,23 @@ class System:
             ctrl.bytes_written += size_bytes
             hops = pre_hops + self._route_hops(tr, start_ns)
             hops.append(Hop(f"{dst.name} (committed)", self.now - start_ns))
-            self._finish(msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes,
-                                                  tuple(hops)))
+            self._finish(
+                msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes, tuple(hops))
+            )
 
         tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
         state["left"] = tr.n_flits
         self.sim.call_at(start_ns + pre_ns, self.wire.inject, tr)
 
-    def _read(self, msg_id: int, src: Node, addr: int, size_bytes: int, done: Event,
-              src_overhead: tuple) -> None:
+    def _read(
+        self, msg_id: int, src: Node, addr: int, size_bytes: int, done: Event, src_overhead: tuple
+    ) -> None:
         self._check_size(size_bytes, None)
         loc = self.topology.address.decode_hbm(addr, size_bytes)
         ctrl_node = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
         ctrl = self.hbm_controller(ctrl_node)
         request = self.topology.route(src, ctrl_node)
-        response = self.topology.route(ctrl_node, src)
+        response = self.topology.route(ctrl_node, src, self.topology.flow_key(src, ctrl_node))
         start_ns = self.now
         pre_hops, pre_ns = self._overhead_hops(src_overhead)
         flit = self.spec.sim.flit_bytes
@@ -248,12 +290,23 @@ class System:
             ctrl.bytes_read += size_bytes
             all_hops = hops + self._route_hops(tr, start_ns)[1:]
             all_hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
-            self._finish(msg_id, done, Completion(
-                msg_id, True, start_ns, self.now, size_bytes, tuple(all_hops),
-                data=self.memory.read(addr, size_bytes)))
+            self._finish(
+                msg_id,
+                done,
+                Completion(
+                    msg_id,
+                    True,
+                    start_ns,
+                    self.now,
+                    size_bytes,
+                    tuple(all_hops),
+                    data=self.memory.read(addr, size_bytes),
+                ),
+            )
 
-        req = Transfer(msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes,
-                       flit, issue)
+        req = Transfer(
+            msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes, flit, issue
+        )
         self.sim.call_at(start_ns + pre_ns, self.wire.inject, req)
 
     def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:

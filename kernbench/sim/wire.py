@@ -25,13 +25,31 @@ class Transfer:
     """One message in flight along one route."""
 
     __slots__ = (
-        "id", "nodes", "edges", "size_bytes", "flit_bytes", "n_flits", "last_bytes", "sink",
-        "dep", "arrived", "held", "head_at", "start_ns", "tag",
+        "id",
+        "nodes",
+        "edges",
+        "size_bytes",
+        "flit_bytes",
+        "n_flits",
+        "last_bytes",
+        "sink",
+        "dep",
+        "arrived",
+        "held",
+        "head_at",
+        "start_ns",
+        "tag",
     )
 
     def __init__(
-        self, tid: int, nodes: Sequence[int], edges: Sequence[int], size_bytes: int,
-        flit_bytes: int, sink: Sink, tag: object = None,
+        self,
+        tid: int,
+        nodes: Sequence[int],
+        edges: Sequence[int],
+        size_bytes: int,
+        flit_bytes: int,
+        sink: Sink,
+        tag: object = None,
     ):
         self.id = tid
         self.nodes = nodes
@@ -66,8 +84,13 @@ class LinkStats:
 
 class WireEngine:
     def __init__(
-        self, sim: Sim, *, edge_bw_gbs: Sequence[float], edge_length_mm: Sequence[float],
-        node_overhead_ns: Sequence[float], node_store_forward: Sequence[bool],
+        self,
+        sim: Sim,
+        *,
+        edge_bw_gbs: Sequence[float],
+        edge_length_mm: Sequence[float],
+        node_overhead_ns: Sequence[float],
+        node_store_forward: Sequence[bool],
     ):
         self.sim = sim
         ns_per_mm = sim.spec.ns_per_mm

@@ -72,8 +72,14 @@ class AddressMap:
                 f"address {addr:#x} names SIP {sip}, but this topology has {self.sips} SIP(s)"
             )
         if die >= self.cubes:
-            kind = "an IO-chiplet die" if self.io_die_base <= die < self.io_die_base + IO_DIES else (
-                "a reserved die" if die >= self.io_die_base else "a cube this mesh does not have"
+            kind = (
+                "an IO-chiplet die"
+                if self.io_die_base <= die < self.io_die_base + IO_DIES
+                else (
+                    "a reserved die"
+                    if die >= self.io_die_base
+                    else "a cube this mesh does not have"
+                )
             )
             raise AddressError(
                 f"address {addr:#x} names die {die} ({kind}); HBM lives in cube dies "

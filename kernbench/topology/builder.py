@@ -69,8 +69,14 @@ def _build_cube(g: Graph, hw: HwSpec, sip: int, cube: int) -> None:
     rows, cols = c.router_rows, c.router_cols
     pitch_x, pitch_y = c.width_mm / cols, c.height_mm / rows
     routers = [
-        g.add_node(f"{p}.r{r}c{k}", NodeKind.FORWARD, noc.router_overhead_ns, sip=sip, cube=cube,
-                   router=r * cols + k)
+        g.add_node(
+            f"{p}.r{r}c{k}",
+            NodeKind.FORWARD,
+            noc.router_overhead_ns,
+            sip=sip,
+            cube=cube,
+            router=r * cols + k,
+        )
         for r in range(rows)
         for k in range(cols)
     ]
@@ -104,8 +110,9 @@ def _port_node(g: Graph, hw: HwSpec, sip: int, cube: int, d: str) -> Node:
     c = hw.cube
     r, k = port_router(d, c.router_rows, c.router_cols)
     rid = r * c.router_cols + k
-    port = g.add_node(name, NodeKind.FORWARD, hw.ucie.port_overhead_ns, sip=sip, cube=cube,
-                      router=rid)
+    port = g.add_node(
+        name, NodeKind.FORWARD, hw.ucie.port_overhead_ns, sip=sip, cube=cube, router=rid
+    )
     pitch_x, pitch_y = c.width_mm / c.router_cols, c.height_mm / c.router_rows
     to_edge = {
         "N": (r + 0.5) * pitch_y,

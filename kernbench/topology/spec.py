@@ -24,7 +24,8 @@ class TopologySpec:
         check_positive(self, "mesh_w", "mesh_h")
         if not 1 <= self.sips <= MAX_SIPS:
             raise ConfigError(
-                f"{self.KEY}.sips", f"must be between 1 and {MAX_SIPS} (4 address bits), got {self.sips}"
+                f"{self.KEY}.sips",
+                f"must be between 1 and {MAX_SIPS} (4 address bits), got {self.sips}",
             )
 
     @property

@@ -5,8 +5,9 @@ Across the cube mesh of a SIP, east-west first, then north-south, leaving and en
 cube through the port of that direction. Traffic between the IO chiplet and a cube uses the
 PHY of the cube's row and runs east-west along it. Traffic between SIPs, or between the host
 and a SIP, passes the SIPs' pcie_ep (and the fabric switch when there is one). Among parallel
-UCIe connections a route takes connection ``key % connections``, where the key is the sum of the
-local PE indices of the route's two ends; a response uses the key of its request.
+UCIe connections a route takes connection ``key % connections``; the key is the local index of
+the PE at the source end (the destination's when the source is outside the cubes), and a
+response uses the key of its request.
 """
 
 from dataclasses import dataclass
@@ -50,10 +51,15 @@ class Topology:
         return t.sips * t.cubes * self.spec.hw.cube.pes
 
     # -- routing ---------------------------------------------------------------------------
+    @staticmethod
+    def flow_key(src: Node, dst: Node) -> int:
+        """The key a request from ``src`` to ``dst`` uses to pick UCIe connections."""
+        return src.router if src.cube >= 0 else max(dst.router, 0)
+
     def route(self, src: Node, dst: Node, key: int | None = None) -> Route:
         """The deterministic route from ``src`` to ``dst``; ``key`` picks UCIe connections."""
         if key is None:
-            key = max(src.router, 0) % self.spec.hw.cube.pes + max(dst.router, 0) % self.spec.hw.cube.pes
+            key = self.flow_key(src, dst)
         cache_key = (src.id, dst.id, key)
         route = self._routes.get(cache_key)
         if route is None:
