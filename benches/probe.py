@@ -146,18 +146,12 @@ def _route_table(case: str, m: Measurement) -> Table:
     for i, hop in enumerate(m.completion.trace):
         rows.append([i, hop.node, round(hop.ns, 3), round(hop.ns - prev, 3)])
         prev = hop.ns
-    bottleneck = m.formula.bottleneck
-    for row in rows:
-        if (
-            bottleneck.endswith(row[1])
-            or f"->{row[1]}" in bottleneck
-            or (".conn" in bottleneck and row[1] == bottleneck.rsplit(".conn", 1)[0])
-        ):
-            row.append(f"bottleneck: {bottleneck} ({m.formula.bottleneck_gbs:g} GB/s)")
-            break
-    for row in rows:
-        if len(row) == 4:
-            row.append("")
+    f = m.formula
+    # The data path ends the trace, so the bottleneck is marked where its node last appears.
+    marked = max((i for i, row in enumerate(rows) if row[1] == f.bottleneck_at), default=None)
+    for i, row in enumerate(rows):
+        note = f"after bottleneck {f.bottleneck} ({f.bottleneck_gbs:g} GB/s)" if i == marked else ""
+        row.append(note)
     return Table(
         f"Route of {case} ({fmt_bytes(m.msg.size_bytes)}), head flit",
         ["hop", "node", "cumulative_ns", "delta_ns", "note"],

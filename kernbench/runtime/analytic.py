@@ -32,7 +32,8 @@ class Formula:
     serialization_ns: float
     drain_ns: float
     bottleneck_gbs: float
-    bottleneck: str
+    bottleneck: str  # the slowest edge's name, or "hbm pseudo-channels"
+    bottleneck_at: str  # the node the bottleneck delivers to (edge end or HBM controller)
 
 
 def _fifo(arrive: np.ndarray, service: np.ndarray) -> np.ndarray:
@@ -49,7 +50,7 @@ class _Path:
         self.overhead = 0.0
         self.wire = 0.0
         self.serialization = 0.0
-        self.bottleneck = (float("inf"), "")
+        self.bottleneck = (float("inf"), "", "")
 
     def charge_overhead(self, nodes: tuple[Node, ...]) -> float:
         total = sum(n.overhead_ns for n in nodes)
@@ -67,7 +68,7 @@ class _Path:
             self.wire += wire
             self.serialization += sizes[0] / edge.bw_gbs
             if track and edge.bw_gbs < self.bottleneck[0]:
-                self.bottleneck = (edge.bw_gbs, edge.name)
+                self.bottleneck = (edge.bw_gbs, edge.name, g.nodes[edge.dst].name)
             node = g.nodes[route.nodes[h + 1]]
             self.overhead += node.overhead_ns
             if node.kind is NodeKind.STORE_FORWARD:
@@ -78,7 +79,9 @@ class _Path:
                 arrive = _fifo(arrive, head)
         return arrive
 
-    def hbm(self, addr: int, arrive: np.ndarray, sizes: np.ndarray, track: bool) -> np.ndarray:
+    def hbm(
+        self, ctrl: Node, addr: int, arrive: np.ndarray, sizes: np.ndarray, track: bool
+    ) -> np.ndarray:
         """When each flit's pseudo-channel has finished it."""
         spec = self.t.spec.hw.hbm
         flit = self.t.spec.sim.flit_bytes
@@ -93,7 +96,7 @@ class _Path:
         self.serialization += service[0]
         rate = len(np.unique(channel)) * spec.pc_bw_gbs * spec.efficiency
         if track and rate < self.bottleneck[0]:
-            self.bottleneck = (rate, "hbm pseudo-channels")
+            self.bottleneck = (rate, "hbm pseudo-channels", ctrl.name)
         return done
 
 
@@ -123,12 +126,12 @@ def formula(topology: Topology, msg: Message) -> Formula:
     sizes = _flit_sizes(msg.size_bytes, t.spec.sim.flit_bytes)
     if op == "write":
         at_ctrl = path.traverse(t.route(src, ctrl), np.full(sizes.size, start), sizes, True)
-        total = float(path.hbm(msg.addr, at_ctrl, sizes, True).max())
+        total = float(path.hbm(ctrl, msg.addr, at_ctrl, sizes, True).max())
     else:
         req = np.array([float(t.spec.sim.read_request_bytes)])
         at_ctrl = path.traverse(t.route(src, ctrl), np.array([start]), req, False)
         ready = np.maximum.accumulate(
-            path.hbm(msg.addr, np.full(sizes.size, at_ctrl[0]), sizes, True)
+            path.hbm(ctrl, msg.addr, np.full(sizes.size, at_ctrl[0]), sizes, True)
         )
         back = t.route(ctrl, src, t.flow_key(src, ctrl))
         total = float(path.traverse(back, ready, sizes, True).max())
@@ -141,4 +144,5 @@ def formula(topology: Topology, msg: Message) -> Formula:
         float(drain),
         float(path.bottleneck[0]),
         path.bottleneck[1],
+        path.bottleneck[2],
     )
