@@ -133,10 +133,12 @@ def measure(ctx: BenchContext, msg: Message) -> Measurement:
 
 
 def _endpoints(t: Topology, msg: Message) -> str:
+    """A short path label, e.g. ``c0.pe0 -> c15.hbm7`` (SIP prefix only with several SIPs)."""
     loc = t.address.decode_hbm(msg.addr)
-    dst = f"sip{loc.sip}.cube{loc.cube}.hbm.pe{loc.pe}"
+    multi = t.spec.topology.sips > 1
+    dst = f"{f's{loc.sip}.' if multi else ''}c{loc.cube}.hbm{loc.pe}"
     if isinstance(msg, PeDmaMsg):
-        src = f"sip{msg.sip}.cube{msg.cube}.pe{msg.pe}"
+        src = f"{f's{msg.sip}.' if multi else ''}c{msg.cube}.pe{msg.pe}"
         return f"{src} -> {dst}" if msg.op == "write" else f"{dst} -> {src}"
     return f"host -> {dst}" if isinstance(msg, MemoryWriteMsg) else f"{dst} -> host"
 
@@ -255,21 +257,21 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
         result.notes += [f"case {c} not run: {why}" for c, why in missing.items()]
 
     main = Table(
-        f"Latency by case ({fmt_bytes(p.size_bytes)}, one message on an idle system)",
+        f"Latency by case ({fmt_bytes(p.size_bytes)}, one message on an idle system; times in ns)",
         [
             "case",
             "path",
             "hops",
-            "latency_ns",
-            "formula_ns",
-            "overhead_ns",
-            "wire_ns",
-            "serialization_ns",
-            "drain_ns",
-            "queueing_ns",
-            "eff_bw_gbs",
-            "bottleneck_gbs",
-            "utilization",
+            "latency",
+            "formula",
+            "overhead",
+            "wire",
+            "serialize",
+            "drain",
+            "queueing",
+            "eff GB/s",
+            "bneck GB/s",
+            "util",
         ],
     )
     routes: list[Table] = []
@@ -292,7 +294,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
                 round(f.drain_ns, 3),
                 round(m.latency_ns - f.total_ns, 3),
                 round(m.effective_bw_gbs, 2),
-                f"{f.bottleneck_gbs:g}",
+                f.bottleneck_gbs,
                 f"{m.utilization:.1%}",
             ]
         )
@@ -318,7 +320,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
                 result.checks[f"{prefix}/formula_agrees"] = (
                     abs(m.latency_ns - m.formula.total_ns) <= AGREEMENT_REL * m.formula.total_ns
                 )
-                row[1] = f"{m.formula.bottleneck_gbs:g}"
+                row[1] = m.formula.bottleneck_gbs
                 row.append(f"{m.effective_bw_gbs:.1f} ({m.utilization:.0%})")
                 done += 1
                 ctx.progress(done, total, f"{case} {fmt_bytes(size)}")

@@ -1,0 +1,228 @@
+"""The ``kernbench`` command: a thin Hydra entry point over :func:`run`.
+
+:func:`run` takes a composed config and an output directory, so tests drive it with
+``hydra.compose`` and a temporary directory. Exit codes: 0 ok, 1 unexpected error or failed
+numerical checks, 2 an error the user caused (:class:`KernbenchError`).
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kernbench.bench import BenchContext, BenchResult, get_bench
+from kernbench.config import (
+    bench_params_from_cfg,
+    bench_selection,
+    conf_dir,
+    config_hash,
+    config_yaml,
+    flatten,
+    system_spec_from_cfg,
+)
+from kernbench.core.errors import BenchError, KernbenchError
+from kernbench.report import metrics_table, render_report, rich_table
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USER_ERROR = 2
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    exit_code: int
+    out_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def run(
+    cfg: DictConfig,
+    out_dir: Path | str | None = None,
+    *,
+    console: Console | None = None,
+    err_console: Console | None = None,
+    show_progress: bool | None = None,
+) -> RunOutcome:
+    """Validate ``cfg``, run its bench and write ``summary.json``, ``report.md`` and
+    ``config.yaml`` to ``out_dir`` (default: the Hydra job's output directory).
+
+    Never raises for a failed run: the failure is written to the summary, reported on
+    ``err_console`` and returned with its exit code.
+    """
+    console = console or _default_console()
+    err_console = err_console or Console(stderr=True)
+    out_dir = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if show_progress is None:
+        show_progress = console.is_terminal
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"status": "failed", "bench": _bench_name(cfg)}
+    error: str | None = None
+    exit_code = EXIT_FAILED
+    try:
+        summary["config_hash"] = config_hash(cfg)
+        summary["params"] = flatten(cfg)
+        (out_dir / "config.yaml").write_text(config_yaml(cfg))
+        choices = _hydra_choices()
+        if choices:
+            summary["choices"] = choices
+        spec = system_spec_from_cfg(cfg)
+        name, modules = bench_selection(cfg)
+        info = get_bench(name, modules)
+        params = bench_params_from_cfg(cfg, info)
+        with _progress(console, show_progress) as progress:
+            ctx = BenchContext.from_spec(spec, progress=progress)
+            result = info.fn(ctx, params)
+        if not isinstance(result, BenchResult):
+            raise BenchError(
+                f"bench {name!r} returned {type(result).__name__}, expected a BenchResult"
+            )
+        summary.update(_result_fields(result, ctx))
+        failed_checks = [k for k, ok in result.checks.items() if not ok]
+        if failed_checks:
+            error = f"checks failed: {', '.join(failed_checks)}"
+        else:
+            summary["status"] = "ok"
+            exit_code = EXIT_OK
+    except KernbenchError as exc:
+        error, exit_code = str(exc), EXIT_USER_ERROR
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        err_console.print(traceback.format_exc(), markup=False, highlight=False, soft_wrap=True)
+    summary["wall_s"] = time.perf_counter() - started
+    if error is not None:
+        summary["error"] = error
+    _write_results(out_dir, summary)
+    if error is None:
+        _print_result(console, summary)
+    else:
+        err_console.print(f"[red]error: {escape(error)}[/red]", soft_wrap=True, highlight=False)
+    console.print(
+        f"results in {out_dir} (summary.json, report.md, config.yaml)",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    return RunOutcome(summary["status"], exit_code, out_dir, summary, error)
+
+
+def _default_console() -> Console:
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output (logs, CI) would otherwise be cut at 80 columns.
+        console.width = 160
+    return console
+
+
+def _bench_name(cfg: DictConfig) -> str | None:
+    try:
+        return str(cfg.bench.name)
+    except Exception:
+        return None
+
+
+def _hydra_choices() -> dict[str, str]:
+    """The chosen preset of each config group, when running under Hydra."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra/")}
+
+
+def _result_fields(result: BenchResult, ctx: BenchContext) -> dict[str, Any]:
+    return {
+        "metrics": result.metrics,
+        "checks": result.checks,
+        "tables": [t.to_dict() for t in result.tables],
+        "notes": result.notes,
+        "sim_time_ns": result.sim_time_ns or ctx.sim_time_ns,
+        "sim_events": result.sim_events or ctx.sim_events,
+    }
+
+
+def _write_results(out_dir: Path, summary: dict[str, Any]) -> None:
+    text = json.dumps(summary, indent=2, default=_json_default)
+    (out_dir / "summary.json").write_text(text + "\n")
+    (out_dir / "report.md").write_text(render_report(json.loads(text)))
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays become plain numbers and lists; anything else its repr."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return repr(value)
+
+
+def _print_result(console: Console, summary: dict[str, Any]) -> None:
+    tables = summary.get("tables", [])
+    # The bench's own tables summarize its metrics; detail tables go to report.md only.
+    if summary.get("metrics") and not tables:
+        console.print(metrics_table(summary["metrics"]))
+    for table in tables:
+        if not table.get("detail"):
+            console.print(rich_table(table))
+    checks = summary.get("checks", {})
+    if checks:
+        console.print(f"checks: {len(checks)} passed", style="green", highlight=False)
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(
+        f"[bold green]ok[/bold green] {escape(str(summary.get('bench')))}: "
+        f"simulated {summary.get('sim_time_ns', 0.0):,.1f} ns in "
+        f"{summary.get('sim_events', 0):,} events, wall {summary['wall_s']:.2f} s",
+        highlight=False,
+    )
+
+
+@contextmanager
+def _progress(console: Console, show: bool) -> Iterator[ProgressFn]:
+    """A ``progress(done, total, what)`` callback driving a rich bar, or a no-op."""
+    if not show:
+        yield lambda done, total, what: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("running", total=None)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.update(task, completed=done, total=total or None, description=what)
+
+    with bar:
+        yield update
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    outcome = run(cfg)
+    # In a sweep a failed job is recorded in its summary and the other jobs still run.
+    if outcome.exit_code != EXIT_OK and HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(outcome.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point (``kernbench``), same as ``python -m kernbench``."""
+    _hydra_main()

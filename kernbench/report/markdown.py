@@ -1,0 +1,111 @@
+"""Markdown rendering of a run from its summary dict (as written to ``summary.json``)."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kernbench.core.units import fmt_ns
+
+
+def fmt_cell(value: Any) -> str:
+    """A table cell: floats with a precision that suits them, everything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}"
+        if abs(value) >= 100:
+            return f"{value:,.1f}"
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(table: Mapping[str, Any]) -> str:
+    """A ``{"title", "columns", "rows"}`` table as a titled GitHub-flavoured markdown table."""
+    columns = [str(c) for c in table.get("columns", [])]
+    lines = []
+    if table.get("title"):
+        lines += [f"### {table['title']}", ""]
+    lines.append("| " + " | ".join(_escape(c) for c in columns) + " |")
+    lines.append(
+        "| " + " | ".join(_align(table.get("rows", []), i) for i in range(len(columns))) + " |"
+    )
+    for row in table.get("rows", []):
+        cells = [_escape(fmt_cell(v)) for v in row]
+        cells += [""] * (len(columns) - len(cells))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_report(summary: Mapping[str, Any]) -> str:
+    """The run's ``report.md``: title, outcome, config summary, tables, checks and notes."""
+    bench = summary.get("bench") or "?"
+    status = summary.get("status", "?")
+    out = [f"# kernbench: {bench}", ""]
+    facts = [
+        ("status", status),
+        ("config hash", summary.get("config_hash")),
+        ("simulated time", _ns(summary.get("sim_time_ns"))),
+        ("simulation events", summary.get("sim_events")),
+        ("wall time", _seconds(summary.get("wall_s"))),
+    ]
+    out += [f"- **{k}**: {v}" for k, v in facts if v is not None]
+    if summary.get("error"):
+        out += ["", "## Error", "", "```", str(summary["error"]), "```"]
+    out += ["", "## Configuration", ""]
+    out.append(_config_summary(summary.get("params", {})).rstrip())
+    if summary.get("metrics"):
+        out += ["", "## Metrics", ""]
+        metrics = {"columns": ["metric", "value"], "rows": list(summary["metrics"].items())}
+        out.append(markdown_table(metrics).rstrip())
+    for table in summary.get("tables", []):
+        out += ["", markdown_table(table).rstrip()]
+    if summary.get("checks"):
+        out += ["", "## Checks", ""]
+        out += [f"- {'PASS' if ok else 'FAIL'} `{name}`" for name, ok in summary["checks"].items()]
+    if summary.get("notes"):
+        out += ["", "## Notes", ""]
+        out += [f"- {note}" for note in summary["notes"]]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _config_summary(params: Mapping[str, Any]) -> str:
+    """One row per config group (hardware by preset name only), then every value folded."""
+    groups: dict[str, list[str]] = {}
+    for key, value in params.items():
+        group, _, rest = key.partition(".")
+        if group == "hw" and rest != "name":
+            continue
+        groups.setdefault(group, []).append(
+            f"{rest}={fmt_cell(value)}" if rest else fmt_cell(value)
+        )
+    rows = [[group, ", ".join(items)] for group, items in groups.items()]
+    everything = markdown_table({"columns": ["key", "value"], "rows": list(params.items())})
+    return (
+        markdown_table({"columns": ["group", "values"], "rows": rows})
+        + "\n<details><summary>all parameters</summary>\n\n"
+        + everything
+        + "\n</details>"
+    )
+
+
+def _align(rows: Sequence[Sequence[Any]], i: int) -> str:
+    numeric = rows and all(
+        isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows if i < len(r)
+    )
+    return "---:" if numeric else "---"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _ns(value: Any) -> str | None:
+    return None if value is None else fmt_ns(float(value))
+
+
+def _seconds(value: Any) -> str | None:
+    return None if value is None else f"{float(value):.2f} s"

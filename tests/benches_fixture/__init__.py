@@ -1,0 +1,1 @@
+"""User benches for the CLI tests, registered from outside kernbench via ``bench.module``."""
