@@ -1,11 +1,12 @@
 """A processing element: pe_cpu, pe_scheduler, pe_dma, pe_gemm, pe_math and pe_tcm.
 
 Fidelity (data path): a DMA issued at a PE passes pe_cpu (``cpu_overhead_ns``) and
-pe_scheduler (``scheduler_overhead_ns``) before its first flit leaves the DMA engine. The DMA
-has one read and one write channel; each is a capacity-1 resource held from issue to
-completion, so DMAs of one direction on one PE run one after the other. Flits leave the DMA
-engine at the rate of the PE's router link. Compute units and TCM timing come with the
-kernel runtime.
+pe_scheduler (``scheduler_overhead_ns``), then waits for its DMA channel. The DMA has one read
+and one write channel; each is a capacity-1 resource held from grant to completion, so DMAs
+of one direction on one PE run one after the other (the next one's pe_cpu and pe_scheduler
+work overlaps the running one). A DMA's latency counts from issue, waiting included. Flits
+leave the DMA engine at the rate of the PE's router link. Compute units and TCM timing come
+with the kernel runtime.
 """
 
 from dataclasses import dataclass

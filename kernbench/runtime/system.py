@@ -82,7 +82,8 @@ class System:
                     msg.data,
                     msg.fill,
                     done,
-                    src_overhead=(),
+                    start_ns=self.now,
+                    pre_hops=[],
                 )
             elif isinstance(msg, MemoryReadMsg):
                 self._read(
@@ -91,7 +92,8 @@ class System:
                     msg.addr,
                     msg.size_bytes,
                     done,
-                    src_overhead=(),
+                    start_ns=self.now,
+                    pre_hops=[],
                 )
             elif isinstance(msg, PeDmaMsg):
                 self._pe_dma(msg_id, msg, done)
@@ -171,6 +173,9 @@ class System:
         data = self._check_size(msg.size_bytes, msg.data)
         topo.address.decode_hbm(msg.addr, msg.size_bytes)
 
+        issue_ns = self.now
+        pre_hops, pre_ns = self._overhead_hops(overhead)
+
         def start() -> None:
             channel.busy = True
             finished = self.sim.event()
@@ -184,15 +189,20 @@ class System:
                     data,
                     msg.fill,
                     finished,
-                    src_overhead=overhead,
+                    start_ns=issue_ns,
+                    pre_hops=pre_hops,
                 )
             else:
-                self._read(msg_id, src, msg.addr, msg.size_bytes, finished, src_overhead=overhead)
+                self._read(msg_id, src, msg.addr, msg.size_bytes, finished, issue_ns, pre_hops)
 
-        if channel.busy:
-            channel.waiting.append(start)
-        else:
-            start()
+        def acquire() -> None:
+            # pe_cpu and pe_scheduler come first; then the DMA waits for its channel.
+            if channel.busy:
+                channel.waiting.append(start)
+            else:
+                start()
+
+        self.sim.call_at(issue_ns + pre_ns, acquire)
 
     def _next_dma(self, channel: _DmaChannel) -> None:
         channel.busy = False
@@ -219,15 +229,14 @@ class System:
         data: np.ndarray | None,
         fill: int,
         done: Event,
-        src_overhead: tuple,
+        start_ns: float,
+        pre_hops: list[Hop],
     ) -> None:
         data = self._check_size(size_bytes, data)
         loc = self.topology.address.decode_hbm(addr, size_bytes)
         dst = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
         ctrl = self.hbm_controller(dst)
         route = self.topology.route(src, dst)
-        start_ns = self.now
-        pre_hops, pre_ns = self._overhead_hops(src_overhead)
         flit = self.spec.sim.flit_bytes
         state = {"left": 0, "done_ns": start_ns}
         self.in_flight[msg_id] = f"write #{msg_id} to {dst.name}"
@@ -254,10 +263,17 @@ class System:
 
         tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
         state["left"] = tr.n_flits
-        self.sim.call_at(start_ns + pre_ns, self.wire.inject, tr)
+        self.wire.inject(tr)
 
     def _read(
-        self, msg_id: int, src: Node, addr: int, size_bytes: int, done: Event, src_overhead: tuple
+        self,
+        msg_id: int,
+        src: Node,
+        addr: int,
+        size_bytes: int,
+        done: Event,
+        start_ns: float,
+        pre_hops: list[Hop],
     ) -> None:
         self._check_size(size_bytes, None)
         loc = self.topology.address.decode_hbm(addr, size_bytes)
@@ -265,8 +281,6 @@ class System:
         ctrl = self.hbm_controller(ctrl_node)
         request = self.topology.route(src, ctrl_node)
         response = self.topology.route(ctrl_node, src, self.topology.flow_key(src, ctrl_node))
-        start_ns = self.now
-        pre_hops, pre_ns = self._overhead_hops(src_overhead)
         flit = self.spec.sim.flit_bytes
         self.in_flight[msg_id] = f"read #{msg_id} from {ctrl_node.name}"
         hops: list[Hop] = []
@@ -307,7 +321,7 @@ class System:
         req = Transfer(
             msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes, flit, issue
         )
-        self.sim.call_at(start_ns + pre_ns, self.wire.inject, req)
+        self.wire.inject(req)
 
     def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:
         self.in_flight.pop(msg_id, None)

@@ -1,0 +1,37 @@
+"""Shared small systems. A Topology is immutable apart from its route cache, so one instance per
+module is shared by every System built on it; each test builds its own System (idle clock)."""
+
+import pytest
+
+from kernbench.topology import SystemSpec, Topology, TopologySpec
+
+
+def build_topology(mesh_w: int, mesh_h: int, sips: int = 1) -> Topology:
+    name = f"{mesh_w}x{mesh_h}" if sips == 1 else f"{sips}s{mesh_w}x{mesh_h}"
+    return Topology(
+        SystemSpec(topology=TopologySpec(name=name, sips=sips, mesh_w=mesh_w, mesh_h=mesh_h))
+    )
+
+
+@pytest.fixture(scope="session")
+def make_topology():
+    """Build a fresh topology of any shape: ``make_topology(mesh_w, mesh_h, sips=1)``."""
+    return build_topology
+
+
+@pytest.fixture(scope="module")
+def topo2x2() -> Topology:
+    """One SIP, a 2x2 cube mesh (4 cubes, 32 PEs)."""
+    return build_topology(2, 2)
+
+
+@pytest.fixture(scope="module")
+def topo2sip() -> Topology:
+    """Two SIPs of a 2x2 mesh each, joined by the fabric switch."""
+    return build_topology(2, 2, sips=2)
+
+
+@pytest.fixture(scope="module")
+def topo4x4() -> Topology:
+    """The default shape: one SIP, a 4x4 mesh."""
+    return build_topology(4, 4)
