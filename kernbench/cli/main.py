@@ -25,9 +25,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernbench.bench import BenchContext, BenchResult, get_bench
+from kernbench.cli.sweep import current_sweep
+from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
     bench_params_from_cfg,
     bench_selection,
+    build_spec,
     conf_dir,
     config_hash,
     config_yaml,
@@ -60,9 +63,12 @@ def run(
     console: Console | None = None,
     err_console: Console | None = None,
     show_progress: bool | None = None,
+    launch_dir: Path | None = None,
 ) -> RunOutcome:
     """Validate ``cfg``, run its bench and write ``summary.json``, ``report.md`` and
-    ``config.yaml`` to ``out_dir`` (default: the Hydra job's output directory).
+    ``config.yaml`` to ``out_dir`` (default: the Hydra job's output directory), then log the
+    run to MLflow when ``cfg.tracking.enabled``. ``launch_dir`` anchors the default MLflow
+    store (default: the directory the command was started from).
 
     Never raises for a failed run: the failure is written to the summary, reported on
     ``err_console`` and returned with its exit code.
@@ -71,12 +77,14 @@ def run(
     err_console = err_console or Console(stderr=True)
     out_dir = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "error.txt").unlink(missing_ok=True)
     if show_progress is None:
         show_progress = console.is_terminal
     started = time.perf_counter()
     summary: dict[str, Any] = {"status": "failed", "bench": _bench_name(cfg)}
     error: str | None = None
     exit_code = EXIT_FAILED
+    tracked: TrackedRun | None = None
     try:
         summary["config_hash"] = config_hash(cfg)
         summary["params"] = flatten(cfg)
@@ -84,6 +92,18 @@ def run(
         choices = _hydra_choices()
         if choices:
             summary["choices"] = choices
+        tracking = build_spec(TrackingSpec, cfg.get("tracking"), TrackingSpec.KEY)
+        if tracking.enabled:
+            tracked = _start_tracking(tracking, cfg, summary, launch_dir)
+            if tracked.error:
+                err_console.print(
+                    f"[yellow]warning: MLflow tracking failed, results stay on disk: "
+                    f"{escape(tracked.error)}[/yellow]",
+                    soft_wrap=True,
+                    highlight=False,
+                )
+            summary["mlflow"] = tracked.describe()
+            started = time.perf_counter()  # wall_s measures the run, not the store's start-up
         spec = system_spec_from_cfg(cfg)
         name, modules = bench_selection(cfg)
         info = get_bench(name, modules)
@@ -104,24 +124,121 @@ def run(
             exit_code = EXIT_OK
     except KernbenchError as exc:
         error, exit_code = str(exc), EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        summary.update(status="killed", error="interrupted", wall_s=time.perf_counter() - started)
+        _write_results(out_dir, summary)
+        if tracked is not None:
+            tracked.finish("KILLED", {}, _outcome_tags(summary), _artifacts(out_dir))
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        err_console.print(traceback.format_exc(), markup=False, highlight=False, soft_wrap=True)
+        detail = traceback.format_exc()
+        (out_dir / "error.txt").write_text(detail)
+        err_console.print(detail, markup=False, highlight=False, soft_wrap=True)
     summary["wall_s"] = time.perf_counter() - started
     if error is not None:
         summary["error"] = error
+        if not (out_dir / "error.txt").exists():
+            (out_dir / "error.txt").write_text(error + "\n")
     _write_results(out_dir, summary)
+    if tracked is not None:
+        metrics = dict(summary.get("metrics", {}))
+        metrics.update({k: summary[k] for k in RUN_METRICS if k in summary})
+        status = "FINISHED" if summary["status"] == "ok" else "FAILED"
+        tracked.finish(status, metrics, _outcome_tags(summary), _artifacts(out_dir))
+        if tracked.error:
+            err_console.print(
+                f"[yellow]warning: MLflow tracking failed, results stay on disk: "
+                f"{escape(tracked.error)}[/yellow]",
+                soft_wrap=True,
+                highlight=False,
+            )
+    sweep = current_sweep()
+    if error is not None:
+        err_console.print(f"[red]error: {escape(error)}[/red]", soft_wrap=True, highlight=False)
+    if sweep is not None:
+        # A sweep prints one line per job; the tables are in each job's report.md.
+        console.print(
+            f"job {sweep.job_num} {'ok' if error is None else 'FAILED'}: "
+            f"{' '.join(_hydra_overrides())} ({summary['wall_s']:.2f} s, {out_dir})",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+        return RunOutcome(summary["status"], exit_code, out_dir, summary, error)
     if error is None:
         _print_result(console, summary)
-    else:
-        err_console.print(f"[red]error: {escape(error)}[/red]", soft_wrap=True, highlight=False)
     console.print(
         f"results in {out_dir} (summary.json, report.md, config.yaml)",
         soft_wrap=True,
         highlight=False,
         markup=False,
     )
+    if tracked is not None and tracked.run_id:
+        info = tracked.describe()
+        console.print(
+            f"logged to MLflow: experiment {info['experiment']!r}, run {info['run_id']}\n"
+            f"  view it: {ui_command(info['uri'])}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     return RunOutcome(summary["status"], exit_code, out_dir, summary, error)
+
+
+RUN_METRICS = ("sim_time_ns", "wall_s", "sim_events")
+ARTIFACTS = ("config.yaml", "summary.json", "report.md", "error.txt")
+
+
+def _artifacts(out_dir: Path) -> list[Path]:
+    return [out_dir / name for name in ARTIFACTS if (out_dir / name).exists()]
+
+
+def _outcome_tags(summary: dict[str, Any]) -> dict[str, str]:
+    tags = {f"{TAG_PREFIX}status": summary["status"]}
+    if summary.get("error"):
+        tags[f"{TAG_PREFIX}error"] = summary["error"]
+    return tags
+
+
+def _start_tracking(
+    spec: TrackingSpec, cfg: DictConfig, summary: dict[str, Any], launch_dir: Path | None
+) -> TrackedRun:
+    sweep = current_sweep()
+    launch = launch_dir or _launch_dir()
+    topology = summary.get("choices", {}).get("topology") or cfg.get("topology", {}).get("name")
+    name = f"{summary.get('bench')}-{topology}-{summary['config_hash']}"
+    tags = run_tags(
+        bench=summary.get("bench"),
+        config_hash=summary["config_hash"],
+        choices=summary.get("choices", {}),
+        overrides=_hydra_overrides(),
+        role="job" if sweep else "run",
+        sweep_id=sweep.sweep_id if sweep else None,
+        job_num=sweep.job_num if sweep else None,
+        parent_run_id=sweep.parent_run_id if sweep else None,
+    )
+    return TrackedRun.start(
+        spec,
+        launch,
+        bench=summary.get("bench"),
+        run_name=name,
+        params=summary["params"],
+        tags=tags,
+    )
+
+
+def _launch_dir() -> Path:
+    """Where the command was started: Hydra's original cwd, else the current directory."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.cwd)
+    return Path.cwd()
+
+
+def _hydra_overrides() -> list[str]:
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
 
 
 def _default_console() -> Console:

@@ -15,7 +15,7 @@ from kernbench.config.system import (
     resolved,
     system_spec_from_cfg,
 )
-from kernbench.config.validate import build_spec
+from kernbench.config.validate import build_spec, to_plain
 
 __all__ = [
     "BENCH_SELECT_KEYS",
@@ -28,4 +28,5 @@ __all__ = [
     "flatten",
     "resolved",
     "system_spec_from_cfg",
+    "to_plain",
 ]

@@ -21,8 +21,9 @@ TINY = (f"hydra.searchpath=[file://{FIXTURE_CONF}]", "bench=tiny")
 
 
 def compose_cfg(*overrides: str) -> DictConfig:
+    # MLflow tracking has its own tests (test_tracking.py); here it would only add start-up.
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=["tracking=off", *overrides])
 
 
 def run_captured(cfg: DictConfig, out_dir: Path):
@@ -90,7 +91,14 @@ def test_unknown_bench_module_is_a_user_error(tmp_path):
 def kernbench(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(TESTS_DIR))
     return subprocess.run(
-        [sys.executable, "-m", "kernbench", f"hydra.run.dir={tmp_path / 'run'}", *overrides],
+        [
+            sys.executable,
+            "-m",
+            "kernbench",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "tracking=off",
+            *overrides,
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

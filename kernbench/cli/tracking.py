@@ -1,0 +1,275 @@
+"""MLflow tracking of runs and sweeps (the ``tracking`` config group).
+
+Conventions (docs/tracking.md): one experiment per bench unless ``tracking.experiment`` names
+one; run names ``<bench>-<topology>-<config hash>``; params are the resolved config flattened
+to dotted keys; tags carry the group choices, overrides, config hash, git commit, package
+version, sweep id and outcome; metrics are the bench's plus ``sim_time_ns``, ``wall_s`` and
+``sim_events``; artifacts are ``config.yaml``, ``summary.json``, ``report.md`` (and
+``error.txt`` for a failed run). Every call goes through :func:`_retry`, so several worker
+processes can share one SQLite store: a "database is locked" answer is retried with backoff.
+mlflow is imported only when tracking is on.
+"""
+
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import kernbench
+from kernbench.core.errors import ConfigError
+from kernbench.core.specs import param
+
+T = TypeVar("T")
+
+STORE_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+TAG_PREFIX = "kernbench."
+MAX_TAG_CHARS = 5000
+# MLflow's log_batch limits: 1000 metrics, 100 params and 100 tags per call.
+METRICS_PER_BATCH = 1000
+PARAMS_PER_BATCH = 100
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    KEY: ClassVar[str] = "tracking"
+
+    enabled: bool = param(True, "log the run to MLflow")
+    uri: str | None = param(
+        None,
+        "tracking URI; default MLFLOW_TRACKING_URI, else sqlite:///<launch dir>/outputs/mlflow.db",
+    )
+    experiment: str | None = param(None, "experiment name; default: the bench's name")
+
+    def __post_init__(self) -> None:
+        if self.uri is not None and "://" not in self.uri and not self.uri.startswith("sqlite:"):
+            raise ConfigError(
+                f"{self.KEY}.uri",
+                f"{self.uri!r} is not a tracking URI; use e.g. sqlite:///path/mlflow.db or "
+                "http://127.0.0.1:5000",
+            )
+
+
+def resolve_uri(uri: str | None, launch_dir: Path) -> str:
+    """``tracking.uri``, else ``MLFLOW_TRACKING_URI``, else the launch dir's SQLite store."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{(launch_dir / 'outputs' / STORE_FILE).resolve()}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a local SQLite store live beside it; a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / ARTIFACT_DIR).resolve().as_uri()
+
+
+def ui_command(uri: str) -> str:
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    return f"open {uri} in a browser"
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the kernbench checkout, or ``unknown`` outside a git checkout."""
+    here = Path(kernbench.__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def _retry(fn: Callable[[], T], attempts: int = 12) -> T:
+    """Call ``fn``, retrying while SQLite reports the database as locked."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts - 1 or not _is_busy(exc):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Tracker:
+    """A thin, retrying wrapper over ``MlflowClient`` for one tracking URI and experiment."""
+
+    def __init__(self, uri: str, experiment: str):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = _retry(lambda: MlflowClient(tracking_uri=uri))
+        self.experiment = experiment
+        self.experiment_id = self._experiment_id(experiment)
+
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return _retry(
+                lambda: self.client.create_experiment(
+                    name, artifact_location=artifact_location(self.uri)
+                )
+            )
+        except MlflowException:
+            # Another worker created it between our look-up and our create.
+            exp = _retry(lambda: self.client.get_experiment_by_name(name))
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        from mlflow.entities import Param
+
+        run = _retry(
+            lambda: self.client.create_run(
+                self.experiment_id, run_name=name, tags={k: _tag(v) for k, v in tags.items()}
+            )
+        )
+        run_id = run.info.run_id
+        plist = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for chunk in _chunks(plist, PARAMS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        metrics: Mapping[str, float] = {},
+        tags: Mapping[str, Any] = {},
+        artifacts: Iterable[Path] = (),
+    ) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now_ms = int(time.time() * 1000)
+        mlist = [Metric(k, float(v), now_ms, 0) for k, v in metrics.items() if _number(v)]
+        tlist = [RunTag(k, _tag(v)) for k, v in tags.items()]
+        for chunk in _chunks(tlist, PARAMS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
+        for chunk in _chunks(mlist, METRICS_PER_BATCH):
+            _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+        for path in artifacts:
+            if path.exists():
+                _retry(lambda p=path: self.client.log_artifact(run_id, str(p)))
+        _retry(lambda: self.client.set_terminated(run_id, status))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _tag(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_TAG_CHARS else text[: MAX_TAG_CHARS - 3] + "..."
+
+
+def run_tags(
+    *,
+    bench: str | None,
+    config_hash: str | None,
+    choices: Mapping[str, str],
+    overrides: list[str],
+    role: str,
+    sweep_id: str | None = None,
+    job_num: int | None = None,
+    parent_run_id: str | None = None,
+) -> dict[str, str]:
+    tags = {
+        f"{TAG_PREFIX}bench": bench or "",
+        f"{TAG_PREFIX}role": role,
+        f"{TAG_PREFIX}config_hash": config_hash or "",
+        f"{TAG_PREFIX}overrides": " ".join(overrides),
+        f"{TAG_PREFIX}git_commit": git_commit(),
+        f"{TAG_PREFIX}version": kernbench.__version__,
+    }
+    tags.update({f"{TAG_PREFIX}choice.{k}": v for k, v in choices.items()})
+    if sweep_id:
+        tags[f"{TAG_PREFIX}sweep_id"] = sweep_id
+    if job_num is not None:
+        tags[f"{TAG_PREFIX}job_num"] = str(job_num)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    return tags
+
+
+class TrackedRun:
+    """The MLflow record of one run. A tracking failure never stops the run: it is kept in
+    ``error`` for the caller to report, and the on-disk results stay the source of truth."""
+
+    def __init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.run_id: str | None = None
+        self.error: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        spec: TrackingSpec,
+        launch_dir: Path,
+        *,
+        bench: str | None,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> "TrackedRun":
+        tracked = cls()
+        try:
+            uri = resolve_uri(spec.uri, launch_dir)
+            tracked.tracker = Tracker(uri, spec.experiment or bench or "kernbench")
+            tracked.run_id = tracked.tracker.start_run(run_name, params, tags)
+        except Exception as exc:
+            tracked.error = f"{type(exc).__name__}: {exc}"
+        return tracked
+
+    def finish(
+        self,
+        status: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, Any],
+        artifacts: Iterable[Path],
+    ) -> None:
+        if self.tracker is None or self.run_id is None:
+            return
+        try:
+            self.tracker.finish_run(self.run_id, status, metrics, tags, artifacts)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def describe(self) -> dict[str, str]:
+        if self.tracker is None or self.run_id is None:
+            return {}
+        return {
+            "uri": self.tracker.uri,
+            "experiment": self.tracker.experiment,
+            "experiment_id": self.tracker.experiment_id,
+            "run_id": self.run_id,
+        }
