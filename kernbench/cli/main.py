@@ -341,5 +341,12 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (``kernbench``), same as ``python -m kernbench``."""
+    """Console-script entry point (``kernbench``), same as ``python -m kernbench``.
+
+    ``kernbench compare ...`` compares logged runs (see ``kernbench compare --help``).
+    """
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        from kernbench.cli.compare import main as compare_main
+
+        sys.exit(compare_main(sys.argv[2:]))
     _hydra_main()
