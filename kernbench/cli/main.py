@@ -348,5 +348,5 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from kernbench.cli.compare import main as compare_main
 
-        sys.exit(compare_main(sys.argv[2:]))
+        sys.exit(compare_main(sys.argv[2:], prog="kernbench compare"))
     _hydra_main()

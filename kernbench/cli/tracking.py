@@ -5,7 +5,7 @@ one; run names ``<bench>-<topology>-<config hash>``; params are the resolved con
 to dotted keys; tags carry the group choices, overrides, config hash, git commit, package
 version, sweep id and outcome; metrics are the bench's plus ``sim_time_ns``, ``wall_s`` and
 ``sim_events``; artifacts are ``config.yaml``, ``summary.json``, ``report.md`` (and
-``error.txt`` for a failed run). Every call goes through :func:`_retry`, so several worker
+``error.txt`` for a failed run). Every call goes through :func:`retry`, so several worker
 processes can share one SQLite store: a "database is locked" answer is retried with backoff.
 mlflow is imported only when tracking is on.
 """
@@ -97,7 +97,7 @@ def _is_busy(exc: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text or "busy" in text
 
 
-def _retry(fn: Callable[[], T], attempts: int = 12) -> T:
+def retry(fn: Callable[[], T], attempts: int = 12) -> T:
     """Call ``fn``, retrying while SQLite reports the database as locked."""
     delay = 0.05
     for attempt in range(attempts):
@@ -123,25 +123,25 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.client = _retry(lambda: MlflowClient(tracking_uri=uri))
+        self.client = retry(lambda: MlflowClient(tracking_uri=uri))
         self.experiment = experiment
         self.experiment_id = self._experiment_id(experiment)
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
 
-        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        exp = retry(lambda: self.client.get_experiment_by_name(name))
         if exp is not None:
             return exp.experiment_id
         try:
-            return _retry(
+            return retry(
                 lambda: self.client.create_experiment(
                     name, artifact_location=artifact_location(self.uri)
                 )
             )
         except MlflowException:
             # Another worker created it between our look-up and our create.
-            exp = _retry(lambda: self.client.get_experiment_by_name(name))
+            exp = retry(lambda: self.client.get_experiment_by_name(name))
             if exp is None:
                 raise
             return exp.experiment_id
@@ -149,7 +149,7 @@ class Tracker:
     def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         from mlflow.entities import Param
 
-        run = _retry(
+        run = retry(
             lambda: self.client.create_run(
                 self.experiment_id, run_name=name, tags={k: _tag(v) for k, v in tags.items()}
             )
@@ -157,7 +157,7 @@ class Tracker:
         run_id = run.info.run_id
         plist = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for chunk in _chunks(plist, PARAMS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
+            retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
         return run_id
 
     def finish_run(
@@ -174,13 +174,13 @@ class Tracker:
         mlist = [Metric(k, float(v), now_ms, 0) for k, v in metrics.items() if _number(v)]
         tlist = [RunTag(k, _tag(v)) for k, v in tags.items()]
         for chunk in _chunks(tlist, PARAMS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
+            retry(lambda c=chunk: self.client.log_batch(run_id, tags=c))
         for chunk in _chunks(mlist, METRICS_PER_BATCH):
-            _retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+            retry(lambda c=chunk: self.client.log_batch(run_id, metrics=c))
         for path in artifacts:
             if path.exists():
-                _retry(lambda p=path: self.client.log_artifact(run_id, str(p)))
-        _retry(lambda: self.client.set_terminated(run_id, status))
+                retry(lambda p=path: self.client.log_artifact(run_id, str(p)))
+        retry(lambda: self.client.set_terminated(run_id, status))
 
 
 def _number(value: Any) -> bool:

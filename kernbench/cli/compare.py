@@ -1,0 +1,611 @@
+"""``python -m kernbench.compare``: compare tracked runs without a browser.
+
+``runs`` lists the runs of an experiment (or of one sweep) with the params they vary and a few
+metrics; ``diff`` compares two runs metric by metric and exits 1 when one moved in its bad
+direction by more than a threshold, so it can gate CI. The store is only read: a missing
+SQLite file is reported, never created. mlflow is imported only when the store is opened, so
+``--help`` stays fast.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kernbench.cli.runstore import (
+    DEFAULT_EXPERIMENT,
+    SHORT_ID_CHARS,
+    CompareError,
+    Store,
+    is_failed,
+    label,
+    quote,
+    start_text,
+    status,
+)
+from kernbench.cli.tracking import TAG_PREFIX, resolve_uri
+from kernbench.core.errors import KernbenchError
+from kernbench.report import fmt_cell
+
+EXIT_OK = 0
+EXIT_WORSE = 1
+EXIT_USER_ERROR = 2
+
+DEFAULT_METRIC_PATTERN = "*/latency_ns"
+DEFAULT_METRIC_COUNT = 6
+DEFAULT_LIMIT = 50
+DEFAULT_THRESHOLD = 0.05
+# Host wall time measures the machine, not the model: reported but never a verdict by default.
+NOISE_METRICS = ("wall_s",)
+# Piped output (CI logs, tests) gets a fixed width so tables are stable.
+PIPED_WIDTH_CHARS = 160
+
+# Direction rules for metric names: suffixes are checked on the whole name, words on its last
+# path segment only, so a case name like ``err-inject/…`` does not decide its metrics.
+LOWER_SUFFIXES = ("_ns", "_s", "_bytes")
+HIGHER_SUFFIXES = ("_gbs", "_tflops")
+LOWER_WORDS = ("queueing", "makespan", "latency", "err")
+HIGHER_WORDS = ("utilization", "verified")
+
+EPILOG = """\
+examples:
+  {prog} runs
+  {prog} runs --sweep SWEEP_ID --metrics '*/latency_ns,*/effective_bw_gbs'
+  {prog} runs --status failed --params 'topology.*,bench.*' --format csv > runs.csv
+  {prog} runs --sort pe-local-hbm/latency_ns --limit 5
+  {prog} diff probe-4x4-1a2b3c4d probe-4x4-5e6f7a8b
+  {prog} diff 3f9c 81d0 --threshold 0.02 --format json   # exit 1 if a metric got worse
+
+runs are named by run id, a unique run id prefix, or run name (the latest run of that name).
+the store is --tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db.
+exit codes: 0 ok, 1 diff found a metric worse than baseline, 2 bad input.
+"""
+
+
+def _value(text: str | None) -> Any:
+    """A param's string as the number it spells, so columns sort and align as numbers."""
+    if text is None:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _patterns(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _select(keys: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """Keys matching any pattern, in pattern order, then key order within a pattern."""
+    ordered = sorted(set(keys))
+    out: list[str] = []
+    for pattern in patterns:
+        out += [k for k in ordered if fnmatchcase(k, pattern) and k not in out]
+    return out
+
+
+def _unmatched(keys: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    keys = list(keys)
+    return [p for p in patterns if not any(fnmatchcase(k, p) for k in keys)]
+
+
+def _console(file: TextIO | None = None) -> Console:
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH_CHARS
+    return console
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def _table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    styles: Sequence[str] = (),
+    keep: int = 1,
+) -> Table:
+    """Like :func:`kernbench.report.rich_table`, but a missing value (``None``) is a blank
+    cell that leaves a numeric column right-aligned; ``styles`` colours whole rows.
+
+    The first ``keep`` columns (names, ids) are never wrapped: when the table is too wide,
+    rich squeezes the others, whose headers break after each ``/`` of a metric name."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for i, column in enumerate(columns):
+        values = [r[i] for r in rows if r[i] is not None]
+        numeric = bool(values) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+        header = column if i < keep else column.replace("/", "/\n")
+        # Folding rather than "…" so a squeezed number is never shown cut short.
+        table.add_column(
+            escape(header),
+            justify="right" if numeric else "left",
+            no_wrap=i < keep,
+            overflow="ellipsis" if i < keep else "fold",
+        )
+    for i, row in enumerate(rows):
+        style = styles[i] if i < len(styles) else None
+        table.add_row(*(escape(fmt_cell(v)) for v in row), style=style or None)
+    return table
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def cmd_runs(args: argparse.Namespace, store: Store) -> int:
+    exp = store.experiment(args.experiment)
+    filters = []
+    title = f"{exp.name}: "
+    if args.parent:
+        parent = store.resolve_run(args.parent, [exp.experiment_id])
+        filters.append(f"tags.`mlflow.parentRunId` = {quote(parent.info.run_id)}")
+        title += f"children of {label(parent)}"
+    elif args.sweep:
+        filters.append(f"tags.`{TAG_PREFIX}sweep_id` = {quote(args.sweep)}")
+        title += f"sweep {args.sweep}"
+    else:
+        title += "runs"
+    runs = store.search([exp.experiment_id], " and ".join(filters))
+    if args.sweep and not runs:
+        known = sorted(
+            {
+                s
+                for r in store.search([exp.experiment_id])
+                if (s := r.data.tags.get(f"{TAG_PREFIX}sweep_id"))
+            }
+        )
+        raise CompareError(
+            f"no sweep {args.sweep!r} in experiment {exp.name!r}; sweeps: "
+            f"{', '.join(known) or 'none'}"
+        )
+    scoped = bool(args.parent or args.sweep)
+    if scoped or not args.all_roles:
+        runs = [r for r in runs if r.data.tags.get(f"{TAG_PREFIX}role") != "sweep"]
+    if args.status == "finished":
+        runs = [r for r in runs if r.info.status == "FINISHED" and not is_failed(r)]
+    elif args.status == "failed":
+        runs = [r for r in runs if is_failed(r)]
+    if scoped:
+        # A sweep reads best in job order; MLflow returned newest first.
+        runs.sort(key=lambda r: _job_num(r))
+
+    param_keys = {k for r in runs for k in r.data.params}
+    metric_keys = {k for r in runs for k in r.data.metrics}
+    if args.sort:
+        runs = _sorted(runs, args.sort, args.desc, param_keys, metric_keys)
+    total = len(runs)
+    limit = DEFAULT_LIMIT if args.limit is None else args.limit
+    if limit and total > limit:
+        runs = runs[:limit]
+        if args.limit is None:
+            _note(f"showing the first {limit} of {total} runs; --limit 0 shows all")
+
+    params = _choose_params(runs, _patterns(args.params))
+    metrics = _choose_metrics(metric_keys, _patterns(args.metrics))
+    header = ["run", "id", "status", "start", *params, *metrics]
+    records = [
+        {
+            "run_name": r.info.run_name,
+            "run_id": r.info.run_id,
+            "status": status(r),
+            "start_time": start_text(r),
+            "params": {k: _value(r.data.params.get(k)) for k in params},
+            "metrics": {k: r.data.metrics.get(k) for k in metrics},
+        }
+        for r in runs
+    ]
+    if args.format == "json":
+        for rec in records:
+            rec["metrics"] = {k: _json_number(v) for k, v in rec["metrics"].items()}
+        out = {"experiment": exp.name, "runs": records}
+        print(json.dumps(out, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["run_name", "run_id", "status", "start_time", *params, *metrics])
+        for rec in records:
+            writer.writerow(
+                [rec["run_name"], rec["run_id"], rec["status"], rec["start_time"]]
+                + ["" if v is None else v for v in rec["params"].values()]
+                + ["" if v is None else repr(v) for v in rec["metrics"].values()]
+            )
+    else:
+        rows = [
+            [
+                rec["run_name"],
+                rec["run_id"][:SHORT_ID_CHARS],
+                rec["status"],
+                rec["start_time"],
+                *rec["params"].values(),
+                *rec["metrics"].values(),
+            ]
+            for rec in records
+        ]
+        styles = ["red" if rec["status"] == "failed" else "" for rec in records]
+        console = _console()
+        if rows:
+            console.print(_table(f"{title} ({len(rows)})", header, rows, styles, keep=4))
+        else:
+            console.print(f"{title}: no runs match", markup=False)
+    return EXIT_OK
+
+
+def _job_num(run: Any) -> tuple[int, int]:
+    job = _value(run.data.tags.get(f"{TAG_PREFIX}job_num"))
+    return (job, 0) if isinstance(job, int) else (sys.maxsize, run.info.start_time or 0)
+
+
+def _sorted(
+    runs: list[Any], key: str, desc: bool, param_keys: set[str], metric_keys: set[str]
+) -> list[Any]:
+    if key in metric_keys:
+        values = {r.info.run_id: r.data.metrics.get(key) for r in runs}
+    elif key in param_keys:
+        values = {r.info.run_id: _value(r.data.params.get(key)) for r in runs}
+    else:
+        known = sorted(metric_keys)[:12]
+        raise CompareError(
+            f"--sort {key!r} is neither a metric nor a param of these runs; metrics include: "
+            f"{', '.join(known) or 'none'}"
+        )
+    present = [r for r in runs if values[r.info.run_id] is not None]
+    missing = [r for r in runs if values[r.info.run_id] is None]
+    # Mixed numbers and strings (a param that is sometimes "auto") sort as text.
+    numeric = all(isinstance(values[r.info.run_id], int | float) for r in present)
+    present.sort(
+        key=lambda r: values[r.info.run_id] if numeric else str(values[r.info.run_id]),
+        reverse=desc,
+    )
+    return present + missing
+
+
+def _choose_params(runs: Sequence[Any], patterns: Sequence[str]) -> list[str]:
+    keys = {k for r in runs for k in r.data.params}
+    if patterns:
+        for pattern in _unmatched(keys, patterns):
+            _note(f"--params {pattern!r} matches no param of these runs")
+        return _select(keys, patterns)
+    # By default only what varies between the listed runs: for a sweep, its axes.
+    return [k for k in sorted(keys) if len({r.data.params.get(k) for r in runs}) > 1]
+
+
+def _choose_metrics(keys: set[str], patterns: Sequence[str]) -> list[str]:
+    if patterns:
+        for pattern in _unmatched(keys, patterns):
+            _note(f"--metrics {pattern!r} matches no metric of these runs")
+        return _select(keys, patterns)
+    chosen = _select(keys, [DEFAULT_METRIC_PATTERN])
+    if not chosen:
+        chosen = sorted(k for k in keys if k not in NOISE_METRICS)
+    if len(chosen) > DEFAULT_METRIC_COUNT:
+        _note(
+            f"showing {DEFAULT_METRIC_COUNT} of {len(chosen)} metrics; pick others with "
+            "--metrics PATTERNS"
+        )
+        chosen = chosen[:DEFAULT_METRIC_COUNT]
+    return chosen + [k for k in NOISE_METRICS if k in keys]
+
+
+def direction(name: str, lower: Sequence[str] = (), higher: Sequence[str] = ()) -> str | None:
+    """``"lower"`` or ``"higher"`` (is better) for a metric name, ``None`` when unknown.
+
+    Patterns given by the user win over the naming rules."""
+    if any(fnmatchcase(name, p) for p in lower):
+        return "lower"
+    if any(fnmatchcase(name, p) for p in higher):
+        return "higher"
+    # A rate per second is a throughput, not a duration.
+    if name.endswith(LOWER_SUFFIXES) and not name.endswith("_per_s"):
+        return "lower"
+    if name.endswith(HIGHER_SUFFIXES):
+        return "higher"
+    word = name.rsplit("/", 1)[-1]
+    if any(w in word for w in LOWER_WORDS):
+        return "lower"
+    if any(w in word for w in HIGHER_WORDS):
+        return "higher"
+    return None
+
+
+def relative_change(baseline: float, candidate: float) -> float:
+    if baseline == candidate:
+        return 0.0
+    if baseline == 0 or math.isnan(baseline) or math.isnan(candidate):
+        return math.copysign(math.inf, candidate - baseline) if baseline == 0 else math.nan
+    return (candidate - baseline) / abs(baseline)
+
+
+def verdict(change: float, better: str | None, threshold: float) -> str:
+    """``worse``/``better``/``same`` for a metric with a direction, else ``changed``/``same``."""
+    if math.isnan(change):
+        return "changed"
+    if abs(change) <= threshold:
+        return "same"
+    if better is None:
+        return "changed"
+    got_lower = change < 0
+    return "better" if got_lower == (better == "lower") else "worse"
+
+
+def _pct(change: float) -> str:
+    if math.isnan(change):
+        return "n/a"
+    if math.isinf(change):
+        return "+inf" if change > 0 else "-inf"
+    return f"{change:+.1%}"
+
+
+def _threshold_text(threshold: float) -> str:
+    return f"{threshold * 100:g}%"
+
+
+def cmd_diff(args: argparse.Namespace, store: Store) -> int:
+    if args.experiment:
+        exp_ids = [store.experiment(args.experiment).experiment_id]
+    else:
+        exp_ids = [e.experiment_id for e in store.experiments_with_runs()]
+    base = store.resolve_run(args.baseline, exp_ids)
+    cand = store.resolve_run(args.candidate, exp_ids)
+    for role, run in (("baseline", base), ("candidate", cand)):
+        if is_failed(run) or run.info.status == "RUNNING":
+            _note(f"{role} {label(run)} is {status(run)}; its metrics may be incomplete")
+
+    patterns = _patterns(args.metrics)
+    bm, cm = base.data.metrics, cand.data.metrics
+    common = _select(bm.keys() & cm.keys(), patterns or ["*"])
+    if not common:
+        what = f"matching --metrics {args.metrics!r} " if patterns else ""
+        raise CompareError(
+            f"{label(base)} and {label(cand)} share no metric {what}(baseline has "
+            f"{len(bm)}, candidate {len(cm)}); compare runs of the same bench"
+        )
+    lower, higher = _patterns(args.lower_is_better), _patterns(args.higher_is_better)
+    rows = []
+    for name in common:
+        better = direction(name, lower, higher)
+        change = relative_change(bm[name], cm[name])
+        judged = "ignored" if name in NOISE_METRICS and not args.include_wall else None
+        rows.append(
+            {
+                "metric": name,
+                "baseline": bm[name],
+                "candidate": cm[name],
+                "change": change,
+                "better": better,
+                "verdict": judged or verdict(change, better, args.threshold),
+            }
+        )
+    worse = [r for r in rows if r["verdict"] == "worse"]
+    summary = _summary(rows, worse, args.threshold)
+    params_changed = {
+        k: [_value(base.data.params.get(k)), _value(cand.data.params.get(k))]
+        for k in sorted(base.data.params.keys() | cand.data.params.keys())
+        if base.data.params.get(k) != cand.data.params.get(k)
+    }
+    only_base = sorted(bm.keys() - cm.keys())
+    only_cand = sorted(cm.keys() - bm.keys())
+
+    if args.format == "json":
+        out = {
+            "baseline": _run_ref(base),
+            "candidate": _run_ref(cand),
+            "threshold": args.threshold,
+            "params_changed": params_changed,
+            "metrics": [{k: _json_number(v) for k, v in r.items()} for r in rows],
+            "only_in_baseline": only_base,
+            "only_in_candidate": only_cand,
+            "worse": [r["metric"] for r in worse],
+            "summary": summary,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        console = _console()
+        for role, run in (("baseline", base), ("candidate", cand)):
+            console.print(
+                f"{role:<9}  {label(run)}  {status(run)}  {start_text(run)}", markup=False
+            )
+        if params_changed:
+            changed = [[k, b, c] for k, (b, c) in params_changed.items()]
+            console.print(_table("params", ["param", "baseline", "candidate"], changed))
+        table_rows = [
+            [
+                r["metric"],
+                r["baseline"],
+                r["candidate"],
+                _pct(r["change"]),
+                r["better"] or "",
+                r["verdict"],
+            ]
+            for r in rows
+        ]
+        styles = [{"worse": "red", "better": "green"}.get(r["verdict"], "") for r in rows]
+        console.print(
+            _table(
+                "metrics",
+                ["metric", "baseline", "candidate", "change", "better", "verdict"],
+                table_rows,
+                styles,
+            )
+        )
+        if only_base:
+            console.print(f"only in baseline: {', '.join(only_base)}", markup=False)
+        if only_cand:
+            console.print(f"only in candidate: {', '.join(only_cand)}", markup=False)
+        console.print(summary, markup=False, style="red" if worse else None)
+    return EXIT_WORSE if worse else EXIT_OK
+
+
+def _run_ref(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "experiment_id": run.info.experiment_id,
+        "status": status(run),
+    }
+
+
+def _summary(
+    rows: Sequence[Mapping[str, Any]], worse: Sequence[Mapping[str, Any]], t: float
+) -> str:
+    limit = _threshold_text(t)
+    if worse:
+        noun = "metric" if len(worse) == 1 else "metrics"
+        items = ", ".join(f"{r['metric']} ({_pct(r['change'])})" for r in worse)
+        return f"{len(worse)} {noun} worse than baseline by more than {limit}: {items}"
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("better", "changed", "same")}
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    return f"no metric worse than baseline by more than {limit} ({tally})"
+
+
+def _threshold(text: str) -> float:
+    """A fraction (``0.05``) or a percentage (``5%``), not negative."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give a fraction like 0.05 or a percentage like 5%"
+        ) from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; a threshold is >= 0")
+    return value
+
+
+def _positive_or_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count; give N >= 0 (0 = all)")
+    return value
+
+
+def build_parser(prog: str = "python -m kernbench.compare") -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="tracking store; default MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db",
+    )
+    common.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help=f"experiment (one per bench); runs: default {DEFAULT_EXPERIMENT!r}, "
+        "diff: default all experiments",
+    )
+    formatter = argparse.RawDescriptionHelpFormatter
+    epilog = EPILOG.format(prog=prog)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Compare kernbench runs recorded in the MLflow tracking store.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,diff}")
+
+    runs = sub.add_parser(
+        "runs",
+        parents=[common],
+        help="list runs with the params they vary and chosen metrics",
+        description="List the runs of an experiment or of one sweep. PATTERNS are "
+        "comma-separated globs, e.g. '*/latency_ns,wall_s'.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    scope = runs.add_mutually_exclusive_group()
+    scope.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
+    scope.add_argument("--parent", metavar="RUN", help="only the children of this sweep parent run")
+    runs.add_argument(
+        "--metrics",
+        metavar="PATTERNS",
+        help=f"metric columns; default {DEFAULT_METRIC_PATTERN!r} (at most "
+        f"{DEFAULT_METRIC_COUNT}) plus wall_s",
+    )
+    runs.add_argument(
+        "--params", metavar="PATTERNS", help="param columns; default the params that differ"
+    )
+    runs.add_argument(
+        "--status", choices=("finished", "failed", "all"), default="all", help="default: all"
+    )
+    runs.add_argument(
+        "--limit",
+        type=_positive_or_zero,
+        metavar="N",
+        help=f"at most N runs (default {DEFAULT_LIMIT}; 0 = all)",
+    )
+    runs.add_argument(
+        "--sort", metavar="KEY", help="sort by this metric or param, ascending (missing last)"
+    )
+    runs.add_argument("--desc", action="store_true", help="sort descending")
+    runs.add_argument(
+        "--all-roles",
+        action="store_true",
+        help="also list sweep parent runs (without --sweep/--parent)",
+    )
+    runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    diff = sub.add_parser(
+        "diff",
+        parents=[common],
+        help="compare two runs metric by metric; exit 1 if one got worse",
+        description="Compare every metric two runs share. A metric is 'worse' when it moved "
+        "in its bad direction by more than --threshold: lower is better for names ending "
+        "_ns, _s, _bytes or containing queueing/makespan/latency/err; higher for _gbs, "
+        "_tflops, utilization, verified; other metrics are only 'changed'. wall_s is "
+        "ignored unless --include-wall.",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    diff.add_argument("baseline", metavar="BASELINE", help="run id, id prefix or run name")
+    diff.add_argument("candidate", metavar="CANDIDATE", help="run id, id prefix or run name")
+    diff.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD,
+        metavar="FRACTION",
+        help=f"relative change that counts (default {DEFAULT_THRESHOLD}; '5%%' also works)",
+    )
+    diff.add_argument("--metrics", metavar="PATTERNS", help="only these metrics")
+    diff.add_argument("--lower-is-better", metavar="PATTERNS", help="metrics where lower is better")
+    diff.add_argument(
+        "--higher-is-better", metavar="PATTERNS", help="metrics where higher is better"
+    )
+    diff.add_argument("--include-wall", action="store_true", help="judge wall_s too (host noise)")
+    diff.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: list[str] | None = None, *, prog: str = "python -m kernbench.compare") -> int:
+    """Entry point of ``python -m kernbench.compare`` and ``kernbench compare``."""
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits 0 for --help and 2 for bad usage; return it instead.
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    try:
+        store = Store(resolve_uri(args.tracking_uri, Path.cwd()))
+        if args.command == "runs":
+            return cmd_runs(args, store)
+        return cmd_diff(args, store)
+    except KernbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,4 @@
+from kernbench.cli.compare import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,446 @@
+"""``python -m kernbench.compare`` against a real SQLite MLflow store built once per module."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kernbench.cli.compare import direction, main, relative_change, verdict
+
+REPO = Path(__file__).resolve().parents[2]
+T0_MS = 1_700_000_000_000
+BASE_METRICS = {
+    "pe-local-hbm/latency_ns": 100.0,
+    "pe-local-hbm/effective_bw_gbs": 40.0,
+    "pe-local-hbm/utilization": 0.5,
+    "sim_events": 1000.0,
+    "wall_s": 1.0,
+}
+
+
+def _params(topology: str = "2x2", pc_bw_gbs: int = 32) -> dict[str, str]:
+    return {
+        "topology.name": topology,
+        "hw.hbm.pc_bw_gbs": str(pc_bw_gbs),
+        "bench.size_bytes": "4096",
+        "bench.name": "probe",
+    }
+
+
+def _tags(role: str, config_hash: str, **extra: str) -> dict[str, str]:
+    return {
+        "kernbench.bench": "probe",
+        "kernbench.role": role,
+        "kernbench.config_hash": config_hash,
+        "kernbench.overrides": "",
+        "kernbench.choice.topology": "2x2",
+        **extra,
+    }
+
+
+class StoreBuilder:
+    """Writes runs the way kernbench's tracker does, with start times one second apart."""
+
+    def __init__(self, uri: str):
+        self.client = MlflowClient(tracking_uri=uri)
+        self.clock_ms = T0_MS
+        self.ids: dict[str, str] = {}
+
+    def run(
+        self,
+        experiment_id: str,
+        key: str,
+        name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        status: str = "FINISHED",
+    ) -> str:
+        self.clock_ms += 1000
+        run = self.client.create_run(
+            experiment_id, start_time=self.clock_ms, tags=tags, run_name=name
+        )
+        run_id = run.info.run_id
+        for k, v in params.items():
+            self.client.log_param(run_id, k, v)
+        for k, v in metrics.items():
+            self.client.log_metric(run_id, k, v)
+        outcome = "ok" if status == "FINISHED" else "failed"
+        self.client.set_tag(run_id, "kernbench.status", outcome)
+        self.client.set_terminated(run_id, status, end_time=self.clock_ms + 500)
+        self.ids[key] = run_id
+        return run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[str, dict[str, str]]:
+    """Experiment ``probe``: a baseline run, two candidates, a failed run, a run name logged
+    twice, and a sweep (parent + 3 jobs over hw.hbm.pc_bw_gbs). Experiment ``congestion``:
+    one run."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    b = StoreBuilder(uri)
+    probe = b.client.create_experiment("probe")
+    congestion = b.client.create_experiment("congestion")
+    b.run(probe, "base", "probe-2x2-aaaa1111", _params(), _tags("run", "aaaa1111"), BASE_METRICS)
+    slow = {**BASE_METRICS, "pe-local-hbm/latency_ns": 110.0, "wall_s": 3.0}
+    b.run(probe, "slow", "probe-2x2-bbbb2222", _params(), _tags("run", "bbbb2222"), slow)
+    bw = {
+        **BASE_METRICS,
+        "pe-local-hbm/effective_bw_gbs": 30.0,
+        "pe-local-hbm/utilization": 0.6,
+        "sim_events": 1500.0,
+    }
+    b.run(probe, "bw", "probe-2x2-cccc3333", _params(), _tags("run", "cccc3333"), bw)
+    b.run(
+        probe,
+        "failed",
+        "probe-4x4-dddd4444",
+        _params("4x4"),
+        _tags("run", "dddd4444", **{"kernbench.error": "checks failed"}),
+        {"wall_s": 0.5},
+        status="FAILED",
+    )
+    b.run(probe, "dup-old", "probe-dup", _params(), _tags("run", "eeee5555"), BASE_METRICS)
+    newer = {**BASE_METRICS, "pe-local-hbm/latency_ns": 200.0}
+    b.run(probe, "dup-new", "probe-dup", _params(), _tags("run", "eeee5555"), newer)
+    sweep = {"kernbench.sweep_id": "sw-0001"}
+    parent = b.run(probe, "parent", "probe-sweep-sw-0001", {}, _tags("sweep", "", **sweep), {})
+    for job, pc_bw_gbs in enumerate((32, 64, 128)):
+        job_tags = {**sweep, "kernbench.job_num": str(job), "mlflow.parentRunId": parent}
+        metrics = {**BASE_METRICS, "pe-local-hbm/latency_ns": 100.0 - 10 * job}
+        b.run(
+            probe,
+            f"job{job}",
+            f"probe-2x2-{job}0000000",
+            _params(pc_bw_gbs=pc_bw_gbs),
+            _tags("job", f"{job}0000000", **job_tags),
+            metrics,
+        )
+    b.run(
+        congestion,
+        "congestion",
+        "congestion-2x2-ffff6666",
+        {"topology.name": "2x2"},
+        _tags("run", "ffff6666"),
+        {"congestion/hbm-incast-8/makespan_ns": 5000.0},
+    )
+    return uri, b.ids
+
+
+def compare(capsys, uri: str, *argv: str) -> tuple[int, str, str]:
+    code = main([*argv, "--tracking-uri", uri])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def runs_json(capsys, uri: str, *argv: str) -> list[dict]:
+    code, out, err = compare(capsys, uri, "runs", "--format", "json", *argv)
+    assert (code, err) == (0, "")
+    return json.loads(out)["runs"]
+
+
+def test_runs_lists_every_run_but_sweep_parents_newest_first(store, capsys):
+    uri, ids = store
+    runs = runs_json(capsys, uri)
+    assert [r["run_id"] for r in runs] == [
+        ids[k]
+        for k in ("job2", "job1", "job0", "dup-new", "dup-old", "failed", "bw", "slow", "base")
+    ]
+    assert runs[5]["status"] == "failed"
+    assert runs[0]["status"] == "ok"
+
+
+def test_runs_default_columns_are_varied_params_latency_and_wall(store, capsys):
+    uri, _ = store
+    runs = runs_json(capsys, uri)
+    assert list(runs[0]["params"]) == ["hw.hbm.pc_bw_gbs", "topology.name"]
+    assert runs[0]["params"] == {"hw.hbm.pc_bw_gbs": 128, "topology.name": "2x2"}
+    assert list(runs[0]["metrics"]) == ["pe-local-hbm/latency_ns", "wall_s"]
+
+
+def test_runs_of_a_sweep_are_its_jobs_in_job_order(store, capsys):
+    uri, ids = store
+    runs = runs_json(capsys, uri, "--sweep", "sw-0001")
+    assert [r["run_id"] for r in runs] == [ids["job0"], ids["job1"], ids["job2"]]
+    # Only the sweep's axis varies between its jobs.
+    assert [r["params"] for r in runs] == [{"hw.hbm.pc_bw_gbs": v} for v in (32, 64, 128)]
+    by_parent = runs_json(capsys, uri, "--parent", ids["parent"][:10])
+    assert by_parent == runs
+
+
+def test_runs_table_shows_names_and_varied_param_columns(store, capsys):
+    uri, ids = store
+    code, out, err = compare(capsys, uri, "runs", "--sweep", "sw-0001")
+    assert (code, err) == (0, "")
+    assert "probe: sweep sw-0001 (3)" in out
+    assert "hw.hbm.pc_bw_gbs" in out
+    assert "topology.name" not in out
+    lines = out.splitlines()
+    job1 = next(line for line in lines if "probe-2x2-10000000" in line)
+    assert ids["job1"][:8] in job1
+    assert " 64 " in job1
+    assert " 90 " in job1
+
+
+def test_runs_filters_status_sorts_limits_and_selects_columns(store, capsys):
+    uri, ids = store
+    failed = runs_json(capsys, uri, "--status", "failed")
+    assert [r["run_id"] for r in failed] == [ids["failed"]]
+    finished = runs_json(capsys, uri, "--status", "finished")
+    assert ids["failed"] not in [r["run_id"] for r in finished]
+    fastest = runs_json(
+        capsys, uri, "--sort", "pe-local-hbm/latency_ns", "--limit", "2", "--params", "hw.*"
+    )
+    assert [r["run_id"] for r in fastest] == [ids["job2"], ids["job1"]]
+    assert list(fastest[0]["params"]) == ["hw.hbm.pc_bw_gbs"]
+    picked = runs_json(capsys, uri, "--metrics", "*/effective_bw_gbs,sim_*", "--limit", "1")
+    assert list(picked[0]["metrics"]) == ["pe-local-hbm/effective_bw_gbs", "sim_events"]
+
+
+def test_runs_all_roles_adds_the_sweep_parent(store, capsys):
+    uri, ids = store
+    runs = runs_json(capsys, uri, "--all-roles")
+    assert ids["parent"] in [r["run_id"] for r in runs]
+
+
+def test_runs_csv_has_full_ids_and_raw_values(store, capsys):
+    uri, ids = store
+    code, out, _ = compare(capsys, uri, "runs", "--sweep", "sw-0001", "--format", "csv")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        "run_name,run_id,status,start_time,hw.hbm.pc_bw_gbs,pe-local-hbm/latency_ns,wall_s"
+    )
+    assert lines[1].startswith(f"probe-2x2-00000000,{ids['job0']},ok,")
+    assert lines[1].endswith(",32,100.0,1.0")
+
+
+def test_runs_other_experiment(store, capsys):
+    uri, ids = store
+    runs = runs_json(capsys, uri, "--experiment", "congestion")
+    assert [r["run_id"] for r in runs] == [ids["congestion"]]
+    # No */latency_ns there: the default falls back to the run's other metrics.
+    assert list(runs[0]["metrics"]) == ["congestion/hbm-incast-8/makespan_ns"]
+
+
+def test_runs_unknown_experiment_or_sweep_lists_valid_ones(store, capsys):
+    uri, _ = store
+    code, out, err = compare(capsys, uri, "runs", "--experiment", "nope")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: unknown experiment 'nope'")
+    assert "congestion" in err and "probe" in err
+    code, _, err = compare(capsys, uri, "runs", "--sweep", "sw-9")
+    assert code == 2
+    assert "no sweep 'sw-9' in experiment 'probe'; sweeps: sw-0001" in err
+
+
+def diff_json(capsys, uri: str, *argv: str) -> tuple[int, dict]:
+    code, out, err = compare(capsys, uri, "diff", "--format", "json", *argv)
+    assert err == ""
+    return code, json.loads(out)
+
+
+def test_diff_latency_grown_10pct_is_worse_at_5pct_threshold(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["base"], ids["slow"], "--threshold", "0.05")
+    assert code == 1
+    verdicts = {m["metric"]: m["verdict"] for m in out["metrics"]}
+    assert verdicts == {
+        "pe-local-hbm/effective_bw_gbs": "same",
+        "pe-local-hbm/latency_ns": "worse",
+        "pe-local-hbm/utilization": "same",
+        "sim_events": "same",
+        "wall_s": "ignored",
+    }
+    assert out["worse"] == ["pe-local-hbm/latency_ns"]
+    latency = next(m for m in out["metrics"] if m["metric"] == "pe-local-hbm/latency_ns")
+    assert latency["change"] == pytest.approx(0.10)
+    assert latency["better"] == "lower"
+    assert out["summary"] == (
+        "1 metric worse than baseline by more than 5%: pe-local-hbm/latency_ns (+10.0%)"
+    )
+
+
+def test_diff_latency_grown_10pct_passes_at_20pct_threshold(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["base"], ids["slow"], "--threshold", "20%")
+    assert code == 0
+    assert out["worse"] == []
+    assert out["summary"] == "no metric worse than baseline by more than 20% (4 same)"
+
+
+def test_diff_judges_wall_time_only_when_asked(store, capsys):
+    uri, ids = store
+    code, out = diff_json(
+        capsys, uri, ids["base"], ids["slow"], "--threshold", "0.2", "--include-wall"
+    )
+    assert (code, out["worse"]) == (1, ["wall_s"])
+
+
+def test_diff_bandwidth_drop_is_worse_and_utilization_gain_better(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["base"], ids["bw"])
+    assert code == 1
+    verdicts = {m["metric"]: m["verdict"] for m in out["metrics"]}
+    assert verdicts["pe-local-hbm/effective_bw_gbs"] == "worse"
+    assert verdicts["pe-local-hbm/utilization"] == "better"
+    # No direction for an event count: it changed, it is never worse.
+    assert verdicts["sim_events"] == "changed"
+    assert out["worse"] == ["pe-local-hbm/effective_bw_gbs"]
+
+
+def test_diff_bandwidth_gain_is_better(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["bw"], ids["base"], "--metrics", "*_gbs")
+    assert code == 0
+    assert [(m["metric"], m["verdict"]) for m in out["metrics"]] == [
+        ("pe-local-hbm/effective_bw_gbs", "better")
+    ]
+    assert out["summary"] == "no metric worse than baseline by more than 5% (1 better)"
+
+
+def test_diff_direction_overrides(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["base"], ids["bw"], "--lower-is-better", "sim_events")
+    assert code == 1
+    assert "sim_events" in out["worse"]
+    code, out = diff_json(
+        capsys,
+        uri,
+        ids["base"],
+        ids["bw"],
+        "--metrics",
+        "*/effective_bw_gbs",
+        "--lower-is-better",
+        "*/effective_bw_gbs",
+    )
+    assert (code, out["worse"]) == (0, [])
+    assert [m["verdict"] for m in out["metrics"]] == ["better"]
+
+
+def test_diff_table_names_runs_and_prints_a_verdict_line(store, capsys):
+    uri, ids = store
+    code, out, err = compare(capsys, uri, "diff", "probe-2x2-aaaa1111", ids["slow"][:6])
+    assert (code, err) == (1, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(f"baseline   probe-2x2-aaaa1111 ({ids['base'][:8]})  ok")
+    assert lines[1].startswith(f"candidate  probe-2x2-bbbb2222 ({ids['slow'][:8]})  ok")
+    row = next(line for line in lines if "pe-local-hbm/latency_ns" in line)
+    assert "+10.0%" in row and "worse" in row
+    assert lines[-1] == (
+        "1 metric worse than baseline by more than 5%: pe-local-hbm/latency_ns (+10.0%)"
+    )
+
+
+def test_diff_run_name_means_the_latest_run_of_that_name(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, "probe-2x2-aaaa1111", "probe-dup")
+    assert out["candidate"]["run_id"] == ids["dup-new"]
+    assert code == 1
+    assert out["worse"] == ["pe-local-hbm/latency_ns"]
+
+
+def test_diff_shows_changed_params(store, capsys):
+    uri, ids = store
+    _, out = diff_json(capsys, uri, ids["job0"], ids["job2"])
+    assert out["params_changed"] == {"hw.hbm.pc_bw_gbs": [32, 128]}
+    assert out["worse"] == []
+
+
+def test_diff_unknown_run_exits_2_and_says_what_is_valid(store, capsys):
+    uri, ids = store
+    code, out, err = compare(capsys, uri, "diff", ids["base"], "no-such-run")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: no run 'no-such-run' (by id, id prefix or run name)")
+    assert "latest runs: congestion-2x2-ffff6666 (" in err
+    assert f"probe-2x2-20000000 ({ids['job2'][:8]})" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_diff_unknown_experiment_exits_2(store, capsys):
+    uri, ids = store
+    code, _, err = compare(capsys, uri, "diff", ids["base"], ids["slow"], "--experiment", "x")
+    assert code == 2
+    assert "unknown experiment 'x'" in err and "experiments: Default, congestion, probe" in err
+
+
+def test_diff_runs_without_common_metrics_exit_2(store, capsys):
+    uri, ids = store
+    code, _, err = compare(capsys, uri, "diff", ids["base"], ids["congestion"])
+    assert code == 2
+    assert "share no metric" in err
+
+
+def test_missing_store_is_reported_not_created(tmp_path, capsys):
+    db = tmp_path / "outputs" / "mlflow.db"
+    code, _, err = compare(capsys, f"sqlite:///{db}", "runs")
+    assert code == 2
+    assert err.startswith(f"error: no tracking store at {db}")
+    assert not db.exists()
+
+
+def test_empty_store_exits_2(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).search_experiments()
+    capsys.readouterr()  # mlflow's own log of creating the tables
+    for argv in (["runs"], ["diff", "a", "b"]):
+        code, _, err = compare(capsys, uri, *argv)
+        assert code == 2
+        assert err == f"error: tracking store {uri} has no runs yet: run a bench first\n"
+
+
+def test_bad_threshold_is_a_usage_error(store, capsys):
+    uri, ids = store
+    code, _, err = compare(capsys, uri, "diff", "a", "b", "--threshold", "-1")
+    assert code == 2
+    assert "'-1' is negative" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pe-local-hbm/latency_ns", "lower"),
+        ("congestion/hbm-incast-8/makespan_ns", "lower"),
+        ("wall_s", "lower"),
+        ("bench/size_bytes", "lower"),
+        ("congestion/link/queueing", "lower"),
+        ("gemm/max_abs_err", "lower"),
+        ("pe-local-hbm/effective_bw_gbs", "higher"),
+        ("gemm/achieved_tflops", "higher"),
+        ("pe-local-hbm/utilization", "higher"),
+        ("gemm/verified", "higher"),
+        ("sim_events", None),
+        ("host/ops_per_s", None),
+        # A case name does not decide a metric's direction.
+        ("err-inject/count", None),
+    ],
+)
+def test_direction_from_metric_name(name, expected):
+    assert direction(name) == expected
+
+
+def test_verdict_and_relative_change():
+    assert relative_change(100.0, 110.0) == pytest.approx(0.1)
+    assert relative_change(0.0, 0.0) == 0.0
+    assert relative_change(0.0, 1.0) == float("inf")
+    assert verdict(0.1, "lower", 0.05) == "worse"
+    assert verdict(0.1, "higher", 0.05) == "better"
+    assert verdict(-0.1, "higher", 0.05) == "worse"
+    assert verdict(0.05, "lower", 0.05) == "same"
+    assert verdict(0.5, None, 0.05) == "changed"
+
+
+def test_help_via_python_m():
+    out = subprocess.run(
+        [sys.executable, "-m", "kernbench.compare", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "usage: python -m kernbench.compare" in out.stdout
+    assert "diff probe-4x4-1a2b3c4d probe-4x4-5e6f7a8b" in out.stdout
