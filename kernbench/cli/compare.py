@@ -43,6 +43,7 @@ EXIT_USER_ERROR = 2
 
 DEFAULT_METRIC_PATTERN = "*/latency_ns"
 DEFAULT_METRIC_COUNT = 6
+DEFAULT_PARAM_COUNT = 6
 DEFAULT_LIMIT = 50
 DEFAULT_THRESHOLD = 0.05
 # Host wall time measures the machine, not the model: reported but never a verdict by default.
@@ -284,7 +285,14 @@ def _choose_params(runs: Sequence[Any], patterns: Sequence[str]) -> list[str]:
             _note(f"--params {pattern!r} matches no param of these runs")
         return _select(keys, patterns)
     # By default only what varies between the listed runs: for a sweep, its axes.
-    return [k for k in sorted(keys) if len({r.data.params.get(k) for r in runs}) > 1]
+    varied = [k for k in sorted(keys) if len({r.data.params.get(k) for r in runs}) > 1]
+    if len(varied) > DEFAULT_PARAM_COUNT:
+        _note(
+            f"showing {DEFAULT_PARAM_COUNT} of {len(varied)} params that differ; pick others "
+            "with --params PATTERNS"
+        )
+        varied = varied[:DEFAULT_PARAM_COUNT]
+    return varied
 
 
 def _choose_metrics(keys: set[str], patterns: Sequence[str]) -> list[str]:
