@@ -5,7 +5,8 @@ one; run names ``<bench>-<topology>-<config hash>``; params are the resolved con
 to dotted keys; tags carry the group choices, overrides, config hash, git commit, package
 version, sweep id and outcome; metrics are the bench's plus ``sim_time_ns``, ``wall_s`` and
 ``sim_events``; artifacts are ``config.yaml``, ``summary.json``, ``report.md`` (and
-``error.txt`` for a failed run). Every call goes through :func:`retry`, so several worker
+``error.txt`` for a failed run) plus the observation artifacts (``links.csv``, ``*.png``,
+``trace.json.gz``; docs/traces.md). Every call goes through :func:`retry`, so several worker
 processes can share one SQLite store: a "database is locked" answer is retried with backoff.
 mlflow is imported only when tracking is on.
 """
@@ -147,18 +148,24 @@ class Tracker:
             return exp.experiment_id
 
     def start_run(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        from mlflow.entities import Param
+        run_id = self.create_run(name, tags)
+        self.log_params(run_id, params)
+        return run_id
 
+    def create_run(self, name: str, tags: Mapping[str, str]) -> str:
         run = retry(
             lambda: self.client.create_run(
                 self.experiment_id, run_name=name, tags={k: _tag(v) for k, v in tags.items()}
             )
         )
-        run_id = run.info.run_id
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
         plist = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for chunk in _chunks(plist, PARAMS_PER_BATCH):
             retry(lambda c=chunk: self.client.log_batch(run_id, params=c))
-        return run_id
 
     def finish_run(
         self,
@@ -245,7 +252,11 @@ class TrackedRun:
         try:
             uri = resolve_uri(spec.uri, launch_dir)
             tracked.tracker = Tracker(uri, spec.experiment or bench or "kernbench")
-            tracked.run_id = tracked.tracker.start_run(run_name, params, tags)
+            tracked.run_id = tracked.tracker.create_run(run_name, tags)
+            tracked.tracker.log_params(tracked.run_id, params)
+        except KeyboardInterrupt:
+            tracked.kill()
+            raise
         except Exception as exc:
             tracked.error = f"{type(exc).__name__}: {exc}"
         return tracked
@@ -261,6 +272,20 @@ class TrackedRun:
             return
         try:
             self.tracker.finish_run(self.run_id, status, metrics, tags, artifacts)
+        except KeyboardInterrupt:
+            self.kill()
+            raise
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def kill(self) -> None:
+        """Close the run as KILLED (Ctrl-C); best effort, the process is stopping."""
+        if self.tracker is None or self.run_id is None:
+            return
+        try:
+            tag = f"{TAG_PREFIX}status"
+            retry(lambda: self.tracker.client.set_tag(self.run_id, tag, "killed"))
+            retry(lambda: self.tracker.client.set_terminated(self.run_id, "KILLED"))
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
 
