@@ -124,9 +124,9 @@ class Measurement:
         return self.effective_bw_gbs / self.formula.bottleneck_gbs
 
 
-def measure(ctx: BenchContext, msg: Message) -> Measurement:
-    """One message on a fresh, idle system."""
-    done = ctx.new_system().execute(msg)
+def measure(ctx: BenchContext, msg: Message, label: str | None = None) -> Measurement:
+    """One message on a fresh, idle system (``label`` names the system in traces)."""
+    done = ctx.new_system(label).execute(msg)
     if not done.ok:
         raise BenchError(f"probe message {msg!r} failed: {done.error_code}: {done.error_message}")
     return Measurement(msg, done, formula(ctx.topology, msg))
@@ -159,6 +159,8 @@ def _route_table(case: str, m: Measurement) -> Table:
         ["hop", "node", "cumulative_ns", "delta_ns", "note"],
         rows,
         detail=True,
+        section="Route traces",
+        emphasis="note",
     )
 
 
@@ -277,7 +279,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
     routes: list[Table] = []
     measured: dict[str, Measurement] = {}
     for case, make in cases.items():
-        m = measure(ctx, make(p.size_bytes))
+        m = measure(ctx, make(p.size_bytes), f"{case} {fmt_bytes(p.size_bytes)}")
         measured[case] = m
         _case_metrics(result, case, m)
         f = m.formula
@@ -311,7 +313,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
         for case, make in cases.items():
             row: list = [case, ""]
             for size in sweep:
-                m = measure(ctx, make(size))
+                m = measure(ctx, make(size), f"{case} {fmt_bytes(size)} (sweep)")
                 label = fmt_bytes(size).replace(" ", "")
                 prefix = f"{case}/sweep/{label}"
                 result.metrics[f"{prefix}/latency_ns"] = m.latency_ns
@@ -342,7 +344,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
             ],
         )
         for sc in scenarios:
-            completions = ctx.new_system().execute_all(sc.msgs)
+            completions = ctx.new_system(f"congestion {sc.name}").execute_all(sc.msgs)
             failed = [c for c in completions if not c.ok]
             if failed:
                 raise BenchError(f"congestion {sc.name}: {failed[0].error_message}")

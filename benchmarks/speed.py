@@ -2,18 +2,26 @@
 
 Run: ``.venv/bin/python benchmarks/speed.py`` (figures go to docs/performance.md). Each case
 runs ``--repeat`` times and the best wall time is kept; bare SimPy is measured by the same
-script on the same machine for comparison.
+script on the same machine for comparison. ``--trace`` measures instead the cost of
+observation: the default probe with ``sim.trace=off``, ``summary`` and ``full``, the levels
+interleaved in every repeat, both the simulation alone and with the run's observation
+artifacts written (links.csv, plots, trace.json.gz).
 """
 
 import argparse
+import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import simpy
 
 from kernbench.bench import BenchContext, get_bench
 from kernbench.core import KIB, MIB
+from kernbench.report import write_observation
 from kernbench.runtime import PeDmaMsg, System
+from kernbench.sim.spec import TRACE_LEVELS
 from kernbench.topology import SystemSpec, Topology
 
 
@@ -70,10 +78,52 @@ CASES = {
 }
 
 
+def probe_at(level: str, out_dir: Path | None) -> tuple[float, float, int]:
+    """(simulation s, artifact-writing s, spans) of the default probe at trace ``level``."""
+    spec = SystemSpec()
+    spec = dataclasses.replace(spec, sim=dataclasses.replace(spec.sim, trace=level))
+    info = get_bench("probe")
+    t0 = time.perf_counter()
+    ctx = BenchContext.from_spec(spec)
+    result = info.fn(ctx, info.params())
+    t1 = time.perf_counter()
+    if out_dir is None:
+        return t1 - t0, 0.0, 0
+    obs = ctx.observations()
+    write_observation(out_dir, {"metrics": result.metrics}, obs)
+    return t1 - t0, time.perf_counter() - t1, obs.get("events", 0)
+
+
+def trace_cost(repeat: int) -> None:
+    import kernbench.report.plots  # noqa: F401  (matplotlib's import is paid once per process)
+
+    sim = {level: float("inf") for level in TRACE_LEVELS}
+    total = dict(sim)
+    spans = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for level in TRACE_LEVELS:
+                sim_s, _, _ = probe_at(level, None)
+                sim[level] = min(sim[level], sim_s)
+                run_s, write_s, spans[level] = probe_at(level, Path(tmp))
+                total[level] = min(total[level], run_s + write_s)
+    print("| sim.trace | simulation s | vs off | + artifacts s | vs off | spans |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for level in TRACE_LEVELS:
+        print(
+            f"| {level} | {sim[level]:.3f} | {sim[level] / sim['off']:.2f}x | "
+            f"{total[level]:.3f} | {total[level] / total['off']:.2f}x | {spans[level]:,} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--trace", action="store_true", help="measure the cost of sim.trace")
     args = parser.parse_args()
+    if args.trace:
+        trace_cost(args.repeat)
+        return
     print("| case | wall_s | events | events/s |")
     print("| --- | ---: | ---: | ---: |")
     for name, fn in CASES.items():

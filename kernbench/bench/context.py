@@ -2,8 +2,10 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kernbench.runtime import System
+from kernbench.runtime.observe import system_record, topology_record
 from kernbench.sim.observer import Observer
 from kernbench.topology import SystemSpec, Topology
 
@@ -14,20 +16,31 @@ def _no_progress(done: int, total: int, what: str) -> None:
 
 @dataclass
 class BenchContext:
+    """``observer`` (default: one at the level of ``spec.sim.trace``) is shared by every system
+    the bench starts, so the span cap holds for the whole run."""
+
     spec: SystemSpec
     topology: Topology
     progress: Callable[[int, int, str], None] = _no_progress
     observer: Observer | None = None
     systems: list[System] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.observer is None:
+            sim = self.spec.sim
+            self.observer = Observer(sim.trace, sim.trace_max_events)
 
     @classmethod
     def from_spec(cls, spec: SystemSpec, **kw: object) -> "BenchContext":
         return cls(spec, Topology(spec), **kw)
 
-    def new_system(self) -> System:
-        """A fresh, idle system on the shared topology (each starts at t = 0)."""
+    def new_system(self, label: str | None = None) -> System:
+        """A fresh, idle system on the shared topology (each starts at t = 0). ``label`` names
+        it in traces and plots (default ``system <n>``)."""
         system = System(topology=self.topology, observer=self.observer)
         self.systems.append(system)
+        self.labels.append(label or f"system {len(self.systems) - 1}")
         return system
 
     @property
@@ -37,3 +50,22 @@ class BenchContext:
     @property
     def sim_time_ns(self) -> float:
         return sum(s.now for s in self.systems)
+
+    def observations(self) -> dict[str, Any]:
+        """Everything the observer saw, as plain data for the report layer (ADR 0009); empty
+        with ``sim.trace=off``."""
+        obs = self.observer
+        assert obs is not None
+        if not obs.enabled:
+            return {}
+        systems = [
+            system_record(s, label) for s, label in zip(self.systems, self.labels, strict=True)
+        ]
+        return {
+            "level": obs.level,
+            "max_events": obs.max_events,
+            "events": obs.events,
+            "dropped": obs.dropped,
+            "topology": topology_record(self.topology),
+            "systems": systems,
+        }

@@ -8,21 +8,30 @@ from typing import Any
 class Table:
     """A titled table of rows; cells are numbers or short strings.
 
-    A ``detail`` table goes to the report only, not to the console summary.
+    A ``detail`` table goes to the report only, not to the console summary. Tables with the
+    same ``section`` are grouped under that heading in the report; a row whose ``emphasis``
+    column is not empty is set in bold (e.g. the bottleneck hop of a route).
     """
 
     title: str
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     detail: bool = False
+    section: str | None = None
+    emphasis: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "title": self.title,
             "columns": self.columns,
             "rows": self.rows,
             "detail": self.detail,
         }
+        if self.section:
+            out["section"] = self.section
+        if self.emphasis:
+            out["emphasis"] = self.emphasis
+        return out
 
 
 @dataclass

@@ -35,10 +35,12 @@ from kernbench.config import (
     config_hash,
     config_yaml,
     flatten,
+    normalized,
+    sweep_trace_default,
     system_spec_from_cfg,
 )
 from kernbench.core.errors import BenchError, KernbenchError
-from kernbench.report import metrics_table, render_report, rich_table
+from kernbench.report import metrics_table, render_report, rich_table, write_observation
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -86,9 +88,14 @@ def run(
     exit_code = EXIT_FAILED
     tracked: TrackedRun | None = None
     try:
-        summary["config_hash"] = config_hash(cfg)
-        summary["params"] = flatten(cfg)
-        (out_dir / "config.yaml").write_text(config_yaml(cfg))
+        # A sweep job records no trace unless sim.trace is set on the command line.
+        cfg = sweep_trace_default(
+            cfg, multirun=current_sweep() is not None, overrides=_hydra_overrides()
+        )
+        values = normalized(cfg)
+        summary["config_hash"] = config_hash(values)
+        summary["params"] = flatten(values)
+        (out_dir / "config.yaml").write_text(config_yaml(values))
         choices = _hydra_choices()
         if choices:
             summary["choices"] = choices
@@ -116,6 +123,7 @@ def run(
                 f"bench {name!r} returned {type(result).__name__}, expected a BenchResult"
             )
         summary.update(_result_fields(result, ctx))
+        write_observation(out_dir, summary, ctx.observations())
         failed_checks = [k for k, ok in result.checks.items() if not ok]
         if failed_checks:
             error = f"checks failed: {', '.join(failed_checks)}"
@@ -187,11 +195,19 @@ def run(
 
 
 RUN_METRICS = ("sim_time_ns", "wall_s", "sim_events")
-ARTIFACTS = ("config.yaml", "summary.json", "report.md", "error.txt")
+ARTIFACTS = (
+    "config.yaml",
+    "summary.json",
+    "report.md",
+    "error.txt",
+    "links.csv",
+    "trace.json.gz",
+    "*.png",
+)
 
 
 def _artifacts(out_dir: Path) -> list[Path]:
-    return [out_dir / name for name in ARTIFACTS if (out_dir / name).exists()]
+    return [path for pattern in ARTIFACTS for path in sorted(out_dir.glob(pattern))]
 
 
 def _outcome_tags(summary: dict[str, Any]) -> dict[str, str]:

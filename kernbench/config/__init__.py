@@ -12,7 +12,9 @@ from kernbench.config.system import (
     config_hash,
     config_yaml,
     flatten,
+    normalized,
     resolved,
+    sweep_trace_default,
     system_spec_from_cfg,
 )
 from kernbench.config.validate import build_spec, to_plain
@@ -26,7 +28,9 @@ __all__ = [
     "config_hash",
     "config_yaml",
     "flatten",
+    "normalized",
     "resolved",
+    "sweep_trace_default",
     "system_spec_from_cfg",
     "to_plain",
 ]

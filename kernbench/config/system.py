@@ -1,5 +1,8 @@
 """The run's specs from a composed config: the system and the bench's parameters."""
 
+import contextlib
+import copy
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from importlib.resources import files
@@ -8,9 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kernbench.bench import BenchInfo
+from kernbench.bench import BenchInfo, get_bench
 from kernbench.config.validate import build_spec, to_plain
-from kernbench.core.errors import ConfigError
+from kernbench.core.errors import ConfigError, KernbenchError
 from kernbench.hw import HwSpec
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
@@ -88,11 +91,48 @@ def _flatten_into(value: Any, key: str, out: dict[str, Scalar]) -> None:
         out[key] = value if isinstance(value, Scalar) else str(value)
 
 
-def config_yaml(cfg: DictConfig) -> str:
+def normalized(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config with each section the schema accepts replaced by its validated
+    values, so ``hw.hbm.pc_bw_gbs=32`` and ``=32.0`` log the same params and hash. A section
+    that does not validate stays as written; the run reports its error separately."""
+    data = resolved(cfg)
+    for cls in (TopologySpec, HwSpec, SimSpec):
+        with contextlib.suppress(KernbenchError):
+            data[cls.KEY] = dataclasses.asdict(build_spec(cls, cfg.get(cls.KEY), cls.KEY))
+    try:
+        name, modules = bench_selection(cfg)
+        params = bench_params_from_cfg(cfg, get_bench(name, modules))
+        if dataclasses.is_dataclass(params):
+            keep = {k: data["bench"][k] for k in BENCH_SELECT_KEYS if k in data["bench"]}
+            data["bench"] = {**keep, **dataclasses.asdict(params)}
+    except KernbenchError:
+        pass
+    return data
+
+
+def config_yaml(cfg: DictConfig | Mapping[str, Any]) -> str:
     """The resolved config as YAML with sorted keys: stable for hashing and diffing."""
-    return OmegaConf.to_yaml(OmegaConf.create(resolved(cfg)), sort_keys=True)
+    data = resolved(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    return OmegaConf.to_yaml(OmegaConf.create(data), sort_keys=True)
 
 
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: DictConfig | Mapping[str, Any]) -> str:
     """Eight hex characters identifying the resolved config."""
     return hashlib.sha256(config_yaml(cfg).encode()).hexdigest()[:8]
+
+
+SWEEP_TRACE = "off"
+
+
+def sweep_trace_default(cfg: DictConfig, *, multirun: bool, overrides: list[str]) -> DictConfig:
+    """``cfg`` with ``sim.trace=off`` for a job of a multirun, unless an override on the command
+    line sets ``sim.trace`` (docs/traces.md). A single run keeps the configured level."""
+    if not multirun:
+        return cfg
+    keys = {o.lstrip("+~").split("=", 1)[0].strip() for o in overrides}
+    sim = cfg.get("sim")
+    if "sim.trace" in keys or not isinstance(sim, DictConfig) or "trace" not in sim:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.update(cfg, "sim.trace", SWEEP_TRACE, merge=False)
+    return cfg

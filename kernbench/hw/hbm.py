@@ -11,6 +11,11 @@ writes share the channels, first come first served.
   controller in address order (in-order responses), each once its own burst and every earlier
   one are done.
 
+Observation: a controller counts the bytes it read and wrote, the busy time summed over its
+channels and the longest wait of a burst for its channel. With ``sim.trace=full`` it also
+records spans per pseudo-channel: a maximal run of consecutive bursts of one message on one
+channel, so spans of one channel never overlap.
+
 Not modelled: banks, row buffers, refresh, read/write turnaround, ECC.
 """
 
@@ -20,6 +25,7 @@ from typing import ClassVar
 from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_non_negative, check_positive, check_power_of_two, param
 from kernbench.core.units import GIB
+from kernbench.sim.observer import Observer
 
 
 @dataclass(frozen=True)
@@ -57,18 +63,37 @@ class HbmSpec:
 class HbmController:
     """Runtime state of one controller: when each pseudo-channel frees, and what it served."""
 
-    __slots__ = ("name", "spec", "free_at", "bytes_read", "bytes_written", "busy_ns")
+    __slots__ = (
+        "name",
+        "spec",
+        "free_at",
+        "bytes_read",
+        "bytes_written",
+        "busy_ns",
+        "bursts",
+        "max_wait_ns",
+        "observer",
+        "spans",
+        "_open",
+    )
 
-    def __init__(self, name: str, spec: HbmSpec):
+    def __init__(self, name: str, spec: HbmSpec, observer: Observer | None = None):
         self.name = name
         self.spec = spec
         self.free_at = [0.0] * spec.pseudo_channels
         self.bytes_read = 0
         self.bytes_written = 0
         self.busy_ns = 0.0
+        self.bursts = 0
+        self.max_wait_ns = 0.0
+        self.observer = observer if observer is not None and observer.full else None
+        # Finished spans: (channel, msg id, start, end, bytes, bursts, busy_ns); a span may hold
+        # idle gaps between its bursts, busy_ns is their service time.
+        self.spans: list[tuple] = []
+        self._open: list[list | None] = [None] * spec.pseudo_channels
 
-    def serve(self, addr: int, nbytes: int, now: float) -> float:
-        """Enqueue one flit at ``now``; return the time its channel finishes it."""
+    def serve(self, addr: int, nbytes: int, now: float, msg_id: int = 0) -> float:
+        """Enqueue one flit of message ``msg_id`` at ``now``; return when its channel ends it."""
         ch = (addr // self.spec.burst_bytes) & (self.spec.pseudo_channels - 1)
         free = self.free_at[ch]
         start = now if now > free else free
@@ -76,4 +101,29 @@ class HbmController:
         end = start + service
         self.free_at[ch] = end
         self.busy_ns += service
+        self.bursts += 1
+        if start - now > self.max_wait_ns:
+            self.max_wait_ns = start - now
+        if self.observer is not None:
+            span = self._open[ch]
+            if span is not None and span[0] == msg_id:
+                span[2] = end
+                span[3] += nbytes
+                span[4] += 1
+                span[5] += service
+            else:
+                if span is not None:
+                    self._close(ch, span)
+                self._open[ch] = [msg_id, start, end, nbytes, 1, service]
         return end
+
+    def _close(self, ch: int, span: list) -> None:
+        if self.observer is not None and self.observer.admit():
+            self.spans.append((ch, *span))
+
+    def close_spans(self) -> None:
+        """Finish every open span (call when the run is over, before reading ``spans``)."""
+        for ch, span in enumerate(self._open):
+            if span is not None:
+                self._close(ch, span)
+                self._open[ch] = None

@@ -33,9 +33,12 @@ def markdown_table(table: Mapping[str, Any]) -> str:
     lines.append(
         "| " + " | ".join(_align(table.get("rows", []), i) for i in range(len(columns))) + " |"
     )
+    strong = columns.index(table["emphasis"]) if table.get("emphasis") in columns else None
     for row in table.get("rows", []):
         cells = [_escape(fmt_cell(v)) for v in row]
         cells += [""] * (len(columns) - len(cells))
+        if strong is not None and cells[strong]:
+            cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -61,8 +64,21 @@ def render_report(summary: Mapping[str, Any]) -> str:
         out += ["", "## Metrics", ""]
         metrics = {"columns": ["metric", "value"], "rows": list(summary["metrics"].items())}
         out.append(markdown_table(metrics).rstrip())
-    for table in summary.get("tables", []):
-        out += ["", markdown_table(table).rstrip()]
+    tables = summary.get("tables", [])
+    for table in tables:
+        if not table.get("section"):
+            out += ["", markdown_table(table).rstrip()]
+    if summary.get("observe"):
+        out += _observation(summary["observe"])
+    sections: dict[str, list[Mapping[str, Any]]] = {}
+    for table in tables:
+        if table.get("section"):
+            sections.setdefault(table["section"], []).append(table)
+    for section, members in sections.items():
+        out += ["", f"## {section}"]
+        if section == "Route traces":
+            out += ["", ROUTE_INTRO]
+        out += ["\n" + markdown_table(t).rstrip() for t in members]
     if summary.get("checks"):
         out += ["", "## Checks", ""]
         out += [f"- {'PASS' if ok else 'FAIL'} `{name}`" for name, ok in summary["checks"].items()]
@@ -70,6 +86,40 @@ def render_report(summary: Mapping[str, Any]) -> str:
         out += ["", "## Notes", ""]
         out += [f"- {note}" for note in summary["notes"]]
     return "\n".join(out).rstrip() + "\n"
+
+
+ROUTE_INTRO = (
+    "Each table follows the head flit hop by hop: `cumulative_ns` since the message was "
+    "issued, `delta_ns` since the previous hop. The bold row is the first node after the "
+    "slowest stage of the path."
+)
+
+
+def _observation(observe: Mapping[str, Any]) -> list[str]:
+    """The observation section: files, the cap note, hottest links and units, plots."""
+    out = ["", "## Observation", ""]
+    files = [f"statistics of every link and unit: [{observe['links_csv']}]({observe['links_csv']})"]
+    if observe.get("trace"):
+        files.append(
+            f"Perfetto trace: [{observe['trace']}]({observe['trace']}) (open in "
+            "https://ui.perfetto.dev or chrome://tracing)"
+        )
+    out.append(f"- **trace level**: {observe.get('level')}")
+    out += [f"- {f}" for f in files]
+    if observe.get("level") == "full":
+        out.append(
+            f"- **spans recorded**: {fmt_cell(observe.get('spans', 0))} "
+            f"(cap {fmt_cell(observe.get('max_events', 0))})"
+        )
+    if observe.get("note"):
+        out += ["", f"> **Warning**: {observe['note']}"]
+    for table in observe.get("hottest", []):
+        out += ["", markdown_table(table).rstrip()]
+    if observe.get("plots"):
+        out += ["", "### Plots"]
+        for plot in observe["plots"]:
+            out += ["", f"![{plot['title']}]({plot['file']})"]
+    return out
 
 
 def _config_summary(params: Mapping[str, Any]) -> str:

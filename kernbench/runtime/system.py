@@ -28,14 +28,25 @@ from kernbench.topology import NodeKind, SystemSpec, Topology
 from kernbench.topology.graph import Node
 
 
-class _DmaChannel:
-    """A capacity-1 DMA channel: requests start in issue order, one at a time."""
+class DmaChannel:
+    """A capacity-1 DMA channel: requests start in issue order, one at a time.
 
-    __slots__ = ("busy", "waiting")
+    It counts the DMAs it ran, their bytes, the time it was held (start to completion) and the
+    longest wait of a DMA for it; with ``sim.trace=full`` it keeps one span per DMA:
+    ``(msg id, start, end, bytes, queued_ns)``.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("name", "busy", "waiting", "ops", "bytes", "busy_ns", "max_wait_ns", "spans")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.busy = False
         self.waiting: deque = deque()
+        self.ops = 0
+        self.bytes = 0
+        self.busy_ns = 0.0
+        self.max_wait_ns = 0.0
+        self.spans: list[tuple[int, float, float, int, float]] = []
 
 
 class System:
@@ -59,7 +70,7 @@ class System:
         )
         self.memory = MemoryStore()
         self._hbm: dict[int, HbmController] = {}
-        self._dma: dict[tuple[int, str], _DmaChannel] = {}
+        self._dma: dict[tuple[int, str], DmaChannel] = {}
         self.in_flight: dict[int, str] = {}
         self.completed = 0
 
@@ -132,8 +143,26 @@ class System:
     def hbm_controller(self, node: Node) -> HbmController:
         ctrl = self._hbm.get(node.id)
         if ctrl is None:
-            ctrl = self._hbm[node.id] = HbmController(node.name, self.spec.hw.hbm)
+            ctrl = self._hbm[node.id] = HbmController(
+                node.name, self.spec.hw.hbm, self.sim.observer
+            )
         return ctrl
+
+    @property
+    def hbm_controllers(self) -> list[HbmController]:
+        """The controllers this system has used so far."""
+        return list(self._hbm.values())
+
+    @property
+    def dma_channels(self) -> list[DmaChannel]:
+        """The PE DMA channels this system has used so far."""
+        return list(self._dma.values())
+
+    def close_spans(self) -> None:
+        """Finish the open spans of every component (``sim.trace=full``); idempotent."""
+        self.wire.close_spans()
+        for ctrl in self._hbm.values():
+            ctrl.close_spans()
 
     # -- messages --------------------------------------------------------------------------
     def _failed(self, msg_id: int, msg: Message, code: str, text: str) -> Completion:
@@ -169,7 +198,9 @@ class System:
             raise KernbenchError(f"PeDmaMsg.op must be 'read' or 'write', got {msg.op!r}")
         prefix = src.name.rsplit(".", 1)[0]
         overhead = (topo.node(f"{prefix}.cpu"), topo.node(f"{prefix}.sched"))
-        channel = self._dma.setdefault((src.id, msg.op), _DmaChannel())
+        channel = self._dma.get((src.id, msg.op))
+        if channel is None:
+            channel = self._dma[(src.id, msg.op)] = DmaChannel(f"{src.name}.{msg.op}")
         data = self._check_size(msg.size_bytes, msg.data)
         topo.address.decode_hbm(msg.addr, msg.size_bytes)
 
@@ -178,8 +209,22 @@ class System:
 
         def start() -> None:
             channel.busy = True
+            started = self.now
+            queued = started - issue_ns - pre_ns
+            if queued > channel.max_wait_ns:
+                channel.max_wait_ns = queued
             finished = self.sim.event()
-            finished.callbacks.append(lambda ev: (done.succeed(ev.value), self._next_dma(channel)))
+
+            def release(ev: Event) -> None:
+                channel.ops += 1
+                channel.bytes += msg.size_bytes
+                channel.busy_ns += self.now - started
+                if self.sim.observer.full and self.sim.observer.admit():
+                    channel.spans.append((msg_id, started, self.now, msg.size_bytes, queued))
+                done.succeed(ev.value)
+                self._next_dma(channel)
+
+            finished.callbacks.append(release)
             if msg.op == "write":
                 self._write(
                     msg_id,
@@ -204,7 +249,7 @@ class System:
 
         self.sim.call_at(issue_ns + pre_ns, acquire)
 
-    def _next_dma(self, channel: _DmaChannel) -> None:
+    def _next_dma(self, channel: DmaChannel) -> None:
         channel.busy = False
         if channel.waiting:
             channel.waiting.popleft()()
@@ -242,7 +287,7 @@ class System:
         self.in_flight[msg_id] = f"write #{msg_id} to {dst.name}"
 
         def sink(tr: Transfer, j: int) -> None:
-            end = ctrl.serve(addr + j * flit, tr.flit_size(j), self.now)
+            end = ctrl.serve(addr + j * flit, tr.flit_size(j), self.now, msg_id)
             if end > state["done_ns"]:
                 state["done_ns"] = end
             state["left"] -= 1
@@ -291,7 +336,7 @@ class System:
             data_tr = Transfer(msg_id, response.nodes, response.edges, size_bytes, flit, arrive)
             ready, last = [], now
             for j in range(data_tr.n_flits):
-                end = ctrl.serve(addr + j * flit, data_tr.flit_size(j), now)
+                end = ctrl.serve(addr + j * flit, data_tr.flit_size(j), now, msg_id)
                 last = end if end > last else last
                 ready.append(last)
             data_tr.tag = [data_tr.n_flits]

@@ -8,7 +8,7 @@ import simpy
 from simpy.core import NORMAL
 from simpy.events import Event
 
-from kernbench.sim.observer import NullObserver, Observer
+from kernbench.sim.observer import Observer
 from kernbench.sim.spec import SimSpec
 
 
@@ -33,7 +33,8 @@ class Sim:
     def __init__(self, spec: SimSpec | None = None, observer: Observer | None = None):
         self.spec = spec or SimSpec()
         self.env = simpy.Environment()
-        self.observer: Observer = observer or NullObserver()
+        # Without an observer of its own, a Sim observes at the level its spec asks for.
+        self.observer: Observer = observer or Observer(self.spec.trace, self.spec.trace_max_events)
         self._ids = itertools.count(1)
         self.events = 0
 

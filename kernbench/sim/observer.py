@@ -1,25 +1,58 @@
-"""Observation hooks. Components check ``observer.enabled`` before building any record, so an
-observer that is off costs one attribute read."""
+"""Observation built into the simulator (``sim.trace``, docs/traces.md).
 
-from dataclasses import dataclass, field
+One :class:`Observer` serves a whole bench run and is shared by every system the bench starts.
+Its level decides what components record:
+
+- ``off``: nothing; the flit engine runs a stage without statistics.
+- ``summary``: per-edge and per-unit counters (bytes, busy time, flits, longest wait), a few
+  integer and float updates per flit per hop.
+- ``full``: also spans. A span is a maximal run of consecutive flits of one message on one track
+  (edge, HBM pseudo-channel) with no other message's flit between them, so spans on one track
+  never overlap; DMA channels record one span per DMA. Recorded spans count against
+  ``max_events``; past it, spans are counted in ``dropped`` and not kept.
+
+Components test ``observer.full`` (or ``enabled``) before building any record, so an observer
+that is off costs one attribute read where it is consulted at all.
+"""
+
+from kernbench.sim.spec import TRACE_LEVELS
 
 
 class Observer:
-    enabled = True
+    def __init__(self, level: str = "summary", max_events: int = 2_000_000):
+        if level not in TRACE_LEVELS:
+            raise ValueError(f"trace level must be one of {', '.join(TRACE_LEVELS)}, got {level!r}")
+        self.level = level
+        self.enabled = level != "off"
+        self.full = level == "full"
+        self.max_events = max_events
+        self.events = 0
+        self.dropped = 0
+        self.spans: list[tuple[str, str, float, float, dict]] = []
+
+    def admit(self) -> bool:
+        """Whether one more span may be kept (counts it either way)."""
+        if self.events < self.max_events:
+            self.events += 1
+            return True
+        self.dropped += 1
+        return False
 
     def span(self, track: str, name: str, start_ns: float, end_ns: float, **args: object) -> None:
-        """An activity of ``track`` (a unit or link name) from ``start_ns`` to ``end_ns``."""
+        """A free-form activity of ``track`` from ``start_ns`` to ``end_ns`` (``full`` only)."""
+        if self.full and self.admit():
+            self.spans.append((track, name, start_ns, end_ns, args))
 
 
 class NullObserver(Observer):
-    enabled = False
+    """Observes nothing (``sim.trace=off``)."""
+
+    def __init__(self) -> None:
+        super().__init__("off")
 
 
-@dataclass
 class RecordingObserver(Observer):
-    """Keeps every span in memory; for tests and small runs."""
+    """Records everything, without a cap; for tests."""
 
-    spans: list[tuple[str, str, float, float, dict]] = field(default_factory=list)
-
-    def span(self, track: str, name: str, start_ns: float, end_ns: float, **args: object) -> None:
-        self.spans.append((track, name, start_ns, end_ns, args))
+    def __init__(self) -> None:
+        super().__init__("full", max_events=1 << 62)

@@ -3,7 +3,10 @@
 from dataclasses import dataclass
 from typing import ClassVar
 
+from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_positive, param
+
+TRACE_LEVELS = ("off", "summary", "full")
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,16 @@ class SimSpec:
     flit_bytes: int = param(256, "flit size; equal to the HBM burst by default, bytes")
     ns_per_mm: float = param(0.01, "wire propagation delay, ns per mm")
     read_request_bytes: int = param(64, "size of a read request travelling to memory, bytes")
+    trace: str = param(
+        "summary",
+        "observation: off | summary (per-link and per-unit statistics) | full (also spans for "
+        "a Perfetto trace); a sweep runs with off unless sim.trace is set on the command line",
+    )
+    trace_max_events: int = param(2_000_000, "cap on recorded spans with trace=full, events")
 
     def __post_init__(self) -> None:
-        check_positive(self, "flit_bytes", "ns_per_mm", "read_request_bytes")
+        check_positive(self, "flit_bytes", "ns_per_mm", "read_request_bytes", "trace_max_events")
+        if self.trace not in TRACE_LEVELS:
+            raise ConfigError(
+                f"{self.KEY}.trace", f"must be one of {', '.join(TRACE_LEVELS)}, got {self.trace!r}"
+            )

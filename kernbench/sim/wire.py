@@ -12,6 +12,13 @@ Each flit costs one scheduled event per hop. A flit's departure from an edge is 
 it reaches that edge, in simulated-time order, so concurrent transfers interleave flit by flit
 and queue behind one another first come, first served. Not modelled: finite buffers,
 back-pressure, credit loops (a flit always finds room downstream).
+
+Observation (``sim.observer``): with ``summary`` every edge counts its bytes, flits, busy time
+and longest wait (:class:`LinkStats`); with ``off`` the stage skips even that; with ``full`` it
+also records spans: a span is a maximal run of consecutive flits of one transfer on one edge,
+from the first flit's start to the last flit's end, so spans of one edge never overlap. Its
+``busy_ns`` is the serialization time of its flits (the span may hold idle gaps), ``wait_ns``
+their summed wait for the edge and ``arrive_ns`` when its first flit reached the edge.
 """
 
 from collections.abc import Callable, Sequence
@@ -71,15 +78,26 @@ class Transfer:
 
 
 class LinkStats:
-    """Per-edge counters, indexed by edge id."""
+    """Per-edge counters, indexed by edge id.
 
-    __slots__ = ("bytes", "busy_ns", "flits", "max_wait_ns")
+    Bytes and flits are added per transfer when it is injected (every transfer crosses every
+    edge of its route), so they are exact once the run is over; busy time follows from bytes
+    and bandwidth. Only the longest wait of a flit for the edge is kept per flit, and only
+    when the flit has to wait.
+    """
 
-    def __init__(self, n: int):
+    __slots__ = ("bytes", "flits", "max_wait_ns", "_ns_per_byte")
+
+    def __init__(self, n: int, ns_per_byte: Sequence[float] | None = None):
         self.bytes = [0] * n
-        self.busy_ns = [0.0] * n
         self.flits = [0] * n
         self.max_wait_ns = [0.0] * n
+        self._ns_per_byte = list(ns_per_byte) if ns_per_byte is not None else [0.0] * n
+
+    @property
+    def busy_ns(self) -> list[float]:
+        """Time each edge spent serializing flits."""
+        return [b * k for b, k in zip(self.bytes, self._ns_per_byte, strict=True)]
 
 
 class WireEngine:
@@ -99,11 +117,27 @@ class WireEngine:
         self.free_at = [0.0] * len(edge_bw_gbs)
         self.overhead_ns = list(node_overhead_ns)
         self.store_forward = list(node_store_forward)
-        self.stats = LinkStats(len(edge_bw_gbs))
+        self.stats = LinkStats(len(edge_bw_gbs), self.ns_per_byte)
+        self.observer = sim.observer
+        # Finished spans: (edge, msg id, start, end, bytes, flits, busy_ns, wait_ns, arrive_ns).
+        self.spans: list[tuple[int, int, float, float, int, int, float, float, float]] = []
+        self._open: list[list | None] = [None] * len(edge_bw_gbs)
+        if not self.observer.enabled:
+            self._edge = self._edge_bare  # type: ignore[method-assign]
+        elif self.observer.full:
+            self._edge = self._edge_full  # type: ignore[method-assign]
 
     # -- starting a transfer ---------------------------------------------------------------
+    def _count(self, tr: Transfer) -> None:
+        st = self.stats
+        for e in tr.edges:
+            st.bytes[e] += tr.size_bytes
+            st.flits[e] += tr.n_flits
+
     def inject(self, tr: Transfer) -> None:
         """All flits are ready at the source now; they enter the first edge back to back."""
+        if self.observer.enabled:
+            self._count(tr)
         tr.start_ns = now = self.sim.env.now
         tr.head_at[0] = now
         for j in range(tr.n_flits):
@@ -111,6 +145,8 @@ class WireEngine:
 
     def inject_staggered(self, tr: Transfer, ready_ns: Sequence[float]) -> None:
         """Flit ``j`` becomes ready at the source at ``ready_ns[j]`` (non-decreasing)."""
+        if self.observer.enabled:
+            self._count(tr)
         tr.start_ns = self.sim.env.now
         tr.head_at[0] = ready_ns[0]
         call_at = self.sim.call_at
@@ -122,19 +158,62 @@ class WireEngine:
         """Flit ``j`` enters the edge leaving node ``h`` of its route, now."""
         e = tr.edges[h]
         now = self.sim.env.now
+        start = self.free_at[e]
+        if start <= now:
+            start = now
+        elif start - now > self.stats.max_wait_ns[e]:
+            self.stats.max_wait_ns[e] = start - now
+        end = start + (tr.flit_bytes if j < tr.n_flits - 1 else tr.last_bytes) * self.ns_per_byte[e]
+        self.free_at[e] = end
+        self.sim.call_at(end + self.wire_ns[e], self._arrive, tr, j, h + 1)
+
+    def _edge_bare(self, tr: Transfer, j: int, h: int) -> None:
+        """:meth:`_edge` without statistics (``sim.trace=off``)."""
+        e = tr.edges[h]
+        now = self.sim.env.now
+        free = self.free_at[e]
+        start = now if now > free else free
+        end = start + (tr.flit_bytes if j < tr.n_flits - 1 else tr.last_bytes) * self.ns_per_byte[e]
+        self.free_at[e] = end
+        self.sim.call_at(end + self.wire_ns[e], self._arrive, tr, j, h + 1)
+
+    def _edge_full(self, tr: Transfer, j: int, h: int) -> None:
+        """:meth:`_edge` that also extends or opens the edge's span (``sim.trace=full``)."""
+        e = tr.edges[h]
+        now = self.sim.env.now
         free = self.free_at[e]
         start = now if now > free else free
         nbytes = tr.flit_bytes if j < tr.n_flits - 1 else tr.last_bytes
         service = nbytes * self.ns_per_byte[e]
         end = start + service
         self.free_at[e] = end
-        st = self.stats
-        st.bytes[e] += nbytes
-        st.busy_ns[e] += service
-        st.flits[e] += 1
-        if start - now > st.max_wait_ns[e]:
-            st.max_wait_ns[e] = start - now
+        wait = start - now
+        if wait > self.stats.max_wait_ns[e]:
+            self.stats.max_wait_ns[e] = wait
+        span = self._open[e]
+        if span is not None and span[0] is tr:
+            span[2] = end
+            span[3] += nbytes
+            span[4] += 1
+            span[5] += service
+            span[6] += wait
+        else:
+            if span is not None:
+                self._close(e, span)
+            self._open[e] = [tr, start, end, nbytes, 1, service, wait, now]
         self.sim.call_at(end + self.wire_ns[e], self._arrive, tr, j, h + 1)
+
+    def _close(self, e: int, span: list) -> None:
+        if self.observer.admit():
+            tr, start, end, nbytes, flits, busy, wait, arrive = span
+            self.spans.append((e, tr.id, start, end, nbytes, flits, busy, wait, arrive))
+
+    def close_spans(self) -> None:
+        """Finish every open span (call when the run is over, before reading ``spans``)."""
+        for e, span in enumerate(self._open):
+            if span is not None:
+                self._close(e, span)
+                self._open[e] = None
 
     def _arrive(self, tr: Transfer, j: int, h: int) -> None:
         """Flit ``j`` has reached node ``h`` of its route."""

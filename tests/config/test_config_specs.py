@@ -122,7 +122,13 @@ def test_override_converts_to_the_field_type():
             "hw.hbm.foo: unknown key; valid: slice_bytes, pseudo_channels, pc_bw_gbs, "
             "efficiency, burst_bytes, ctrl_overhead_ns",
         ),
-        ("+sim.foo=1", "sim.foo: unknown key; valid: flit_bytes, ns_per_mm, read_request_bytes"),
+        (
+            "+sim.foo=1",
+            "sim.foo: unknown key; valid: flit_bytes, ns_per_mm, read_request_bytes, trace, "
+            "trace_max_events",
+        ),
+        ("sim.trace=loud", "sim.trace: must be one of off, summary, full, got 'loud'"),
+        ("sim.trace_max_events=0", "sim.trace_max_events: must be > 0, got 0"),
         (
             "hw.hbm=3",
             "hw.hbm: expected a mapping with keys slice_bytes, pseudo_channels, "

@@ -50,3 +50,39 @@ def test_render_failed_report_shows_the_error():
     text = render_report({"status": "failed", "bench": "x", "error": "hw.hbm.foo: unknown key"})
     assert "- **status**: failed" in text
     assert "## Error\n\n```\nhw.hbm.foo: unknown key\n```" in text
+
+
+def test_tables_of_a_section_are_grouped_and_emphasised_rows_are_bold():
+    route = {
+        "title": "Route of a (4 KiB), head flit",
+        "columns": ["hop", "node", "cumulative_ns", "note"],
+        "rows": [[0, "pe", 0.0, ""], [1, "r0", 2.5, "after bottleneck e (128 GB/s)"]],
+        "section": "Route traces",
+        "emphasis": "note",
+    }
+    text = render_report({"status": "ok", "bench": "x", "tables": [route, {**route}]})
+    head, routes = text.split("\n## Route traces\n")
+    assert "### Route of" not in head
+    assert routes.count("### Route of a (4 KiB), head flit") == 2
+    assert "| 0 | pe | 0 |  |" in routes
+    assert "| **1** | **r0** | **2.5** | **after bottleneck e (128 GB/s)** |" in routes
+
+
+def test_observation_section_links_files_and_shows_plots():
+    observe = {
+        "level": "full",
+        "links_csv": "links.csv",
+        "trace": "trace.json.gz",
+        "spans": 12,
+        "max_events": 100,
+        "hottest": [{"title": "Hottest links (top 10 by utilization)", "columns": ["link"]}],
+        "plots": [{"file": "link_heatmap.png", "title": "Link utilization"}],
+    }
+    text = render_report({"status": "ok", "bench": "x", "observe": observe})
+    section = text.split("## Observation\n", 1)[1]
+    assert "- **trace level**: full" in section
+    assert "[links.csv](links.csv)" in section and "[trace.json.gz](trace.json.gz)" in section
+    assert "- **spans recorded**: 12 (cap 100)" in section
+    assert "### Hottest links (top 10 by utilization)" in section
+    assert "### Plots\n\n![Link utilization](link_heatmap.png)" in section
+    assert "Warning" not in section

@@ -1,0 +1,57 @@
+"""The observation artifacts of a run: ``links.csv``, ``trace.json.gz`` and the plots.
+
+:func:`write_observation` writes them to the run directory from the summary dict and the
+observation records (plain data, ADR 0009) and describes them in ``summary["observe"]``, which
+``report.md`` renders (hottest links and units, the plots as images, the cap note).
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+LINKS_CSV = "links.csv"
+TRACE_FILE = "trace.json.gz"
+TOP_N = 10
+
+
+def write_observation(out_dir: Path, summary: dict[str, Any], obs: Mapping[str, Any]) -> None:
+    """Nothing with ``sim.trace=off`` (empty ``obs``); else the table, plots and, with
+    ``full``, the trace. Artifacts of an earlier run in the same directory are removed first,
+    so they cannot be logged with this one."""
+    for old in [out_dir / LINKS_CSV, out_dir / TRACE_FILE, *out_dir.glob("*.png")]:
+        old.unlink(missing_ok=True)
+    if not obs:
+        return
+    from kernbench.report import plots, stats, trace
+
+    rows = stats.link_rows(obs)
+    stats.write_links_csv(rows, out_dir / LINKS_CSV)
+    observe: dict[str, Any] = {
+        "level": obs["level"],
+        "links_csv": LINKS_CSV,
+        "trace": None,
+        "spans": obs["events"],
+        "dropped": obs["dropped"],
+        "max_events": obs["max_events"],
+        "hottest": stats.hottest_tables(rows, TOP_N),
+        "plots": [],
+    }
+    if obs["level"] == "full":
+        trace.write_trace(obs, out_dir / TRACE_FILE)
+        observe["trace"] = TRACE_FILE
+        if obs["dropped"]:
+            observe["note"] = trace.cap_note(obs)
+            summary.setdefault("notes", []).append(observe["note"])
+    written = plots.probe_plots(summary.get("metrics", {}), out_dir)
+    written += plots.link_heatmap(obs, rows, out_dir)
+    written += plots.busy_plot(obs, rows, out_dir)
+    observe["plots"] = [{"file": name, "title": PLOT_TITLES.get(name, name)} for name in written]
+    summary["observe"] = observe
+
+
+PLOT_TITLES = {
+    "probe_bandwidth.png": "Bandwidth saturation per case",
+    "probe_latency_breakdown.png": "Latency breakdown per case",
+    "link_heatmap.png": "Link utilization over the cube mesh",
+    "unit_busy.png": "Busiest units and links",
+}

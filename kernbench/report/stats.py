@@ -1,0 +1,162 @@
+"""Per-link and per-unit statistics of a run, from its observation records (docs/traces.md).
+
+Every directed edge and every unit the run used (HBM controllers, PE DMA channels) becomes a
+row; counters are summed over the systems a bench started and utilization is taken over the
+run's simulated time (the sum of the systems' run times), the same ``sim_time_ns`` the summary
+reports.
+"""
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    "kind",
+    "name",
+    "src",
+    "dst",
+    "group",
+    "bw_gbs",
+    "bytes",
+    "flits",
+    "busy_ns",
+    "utilization",
+    "max_wait_ns",
+    "peak_queue_bytes",
+]
+
+
+def total_time_ns(obs: Mapping[str, Any]) -> float:
+    return float(sum(s["duration_ns"] for s in obs.get("systems", [])))
+
+
+def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per directed edge (``kind=link``) and per unit (``hbm``, ``dma``).
+
+    ``flits`` counts bursts for an HBM controller and DMAs for a DMA channel. A unit's
+    utilization divides its busy time by its capacity (an HBM controller's pseudo-channels).
+    ``peak_queue_bytes`` of a link is the largest backlog a flit found ahead of it:
+    ``max_wait_ns × bw_gbs``.
+    """
+    if not obs:
+        return []
+    edges = obs["topology"]["edges"]
+    total = total_time_ns(obs)
+    n = len(edges)
+    nbytes, flits, busy, wait = [0] * n, [0] * n, [0.0] * n, [0.0] * n
+    units: dict[str, dict[str, Any]] = {}
+    for system in obs["systems"]:
+        links = system["links"]
+        for i in range(n):
+            nbytes[i] += links["bytes"][i]
+            flits[i] += links["flits"][i]
+            busy[i] += links["busy_ns"][i]
+            wait[i] = max(wait[i], links["max_wait_ns"][i])
+        for u in system["units"]:
+            row = units.setdefault(
+                u["name"],
+                {
+                    "kind": u["kind"],
+                    "name": u["name"],
+                    "src": "",
+                    "dst": "",
+                    "group": u["group"],
+                    "bw_gbs": "",
+                    "bytes": 0,
+                    "flits": 0,
+                    "busy_ns": 0.0,
+                    "capacity": u["capacity"],
+                    "max_wait_ns": 0.0,
+                    "peak_queue_bytes": "",
+                },
+            )
+            row["bytes"] += u["bytes"]
+            row["flits"] += u["ops"]
+            row["busy_ns"] += u["busy_ns"]
+            row["max_wait_ns"] = max(row["max_wait_ns"], u["max_wait_ns"])
+    rows = []
+    for i, e in enumerate(edges):
+        rows.append(
+            {
+                "kind": "link",
+                "name": e["name"],
+                "src": e["src"],
+                "dst": e["dst"],
+                "group": e["group"],
+                "bw_gbs": e["bw_gbs"],
+                "bytes": nbytes[i],
+                "flits": flits[i],
+                "busy_ns": busy[i],
+                "utilization": busy[i] / total if total > 0 else 0.0,
+                "max_wait_ns": wait[i],
+                "peak_queue_bytes": wait[i] * e["bw_gbs"],
+            }
+        )
+    for row in sorted(units.values(), key=lambda r: (r["kind"], r["name"])):
+        capacity = row.pop("capacity")
+        row["utilization"] = row["busy_ns"] / (capacity * total) if total > 0 else 0.0
+        rows.append(row)
+    return rows
+
+
+def write_links_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in COLUMNS})
+
+
+def hottest_tables(rows: list[dict[str, Any]], top: int = 10) -> list[dict[str, Any]]:
+    """The ``top`` most utilized links and units, as report tables."""
+
+    def key(r: dict[str, Any]) -> tuple[float, float]:
+        return (-r["utilization"], -r["busy_ns"])
+
+    links = sorted((r for r in rows if r["kind"] == "link"), key=key)
+    units = sorted((r for r in rows if r["kind"] != "link"), key=key)
+    links = [r for r in links if r["busy_ns"] > 0][:top]
+    units = [r for r in units if r["busy_ns"] > 0][:top]
+    return [
+        {
+            "title": f"Hottest links (top {top} by utilization)",
+            "columns": [
+                "link",
+                "bw_gbs",
+                "bytes",
+                "busy_ns",
+                "utilization",
+                "max_wait_ns",
+                "peak_queue_bytes",
+            ],
+            "rows": [
+                [
+                    r["name"],
+                    r["bw_gbs"],
+                    r["bytes"],
+                    round(r["busy_ns"], 3),
+                    f"{r['utilization']:.2%}",
+                    round(r["max_wait_ns"], 3),
+                    round(r["peak_queue_bytes"], 1),
+                ]
+                for r in links
+            ],
+        },
+        {
+            "title": f"Hottest units (top {top} by utilization)",
+            "columns": ["unit", "kind", "bytes", "ops", "busy_ns", "utilization", "max_wait_ns"],
+            "rows": [
+                [
+                    r["name"],
+                    r["kind"],
+                    r["bytes"],
+                    r["flits"],
+                    round(r["busy_ns"], 3),
+                    f"{r['utilization']:.2%}",
+                    round(r["max_wait_ns"], 3),
+                ]
+                for r in units
+            ],
+        },
+    ]

@@ -1,0 +1,292 @@
+"""Chrome trace-event export (``trace.json.gz``) of a run's observation records.
+
+Opens in ui.perfetto.dev and chrome://tracing. Layout (docs/traces.md):
+
+- one process per host, switch, SIP IO chiplet and cube, plus ``kernbench`` whose ``systems``
+  track labels each system the bench started; the systems are laid end to end on one timeline
+  (system ``k`` starts where system ``k-1`` ended), since each starts its own clock at 0;
+- one thread track per link, HBM pseudo-channel and DMA channel that was used, with a complete
+  event ("X") per span; args carry the message id, bytes, flits, busy and wait times;
+- flow events ("s", "t", "f") from the first span of a message on each link to the next, in
+  time order, so the UI draws arrows along its route (a read's request, then its data);
+- counter tracks ("C"): utilization and mean queued flits of the busiest links, averaged over
+  ``COUNTER_BINS`` bins per system.
+
+Timestamps are microseconds, as the format requires; ns values are kept in the args.
+"""
+
+import gzip
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COUNTER_BINS = 32
+COUNTER_LINKS = 16
+US = 1e-3  # microseconds per ns
+
+
+def _group_order(group: str) -> tuple:
+    if group == "kernbench":
+        return (0, 0, 0, "")
+    if group in ("host", "switch"):
+        return (1, 0, 0, group)
+    sip, _, rest = group.partition(".")
+    s = int(sip.removeprefix("sip")) if sip.startswith("sip") else 0
+    cube = int(rest.removeprefix("cube")) if rest.startswith("cube") else -1
+    return (2, s, cube, group)
+
+
+class _Ids:
+    """Process and thread ids by name, with their metadata events."""
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self.tids: dict[tuple[str, str], tuple[int, int]] = {}
+        self.meta: list[dict[str, Any]] = []
+
+    def pid(self, group: str) -> int:
+        if group not in self.pids:
+            pid = self.pids[group] = len(self.pids) + 1
+            self.meta.append(
+                {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": group}}
+            )
+        return self.pids[group]
+
+    def tid(self, group: str, track: str, sort: int) -> tuple[int, int]:
+        key = (group, track)
+        if key not in self.tids:
+            pid = self.pid(group)
+            tid = sum(1 for g, _ in self.tids if g == group) + 1
+            self.tids[key] = (pid, tid)
+            self.meta.append(
+                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}
+            )
+            self.meta.append(
+                {
+                    "ph": "M",
+                    "name": "thread_sort_index",
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {"sort_index": sort},
+                }
+            )
+        return self.tids[key]
+
+
+def build_trace(obs: Mapping[str, Any]) -> dict[str, Any]:
+    """The trace as a Chrome trace-event JSON object."""
+    ids = _Ids()
+    for group in sorted(
+        {"kernbench"} | {e["group"] for e in obs["topology"]["edges"]}, key=_group_order
+    ):
+        ids.pid(group)
+    for pid in ids.pids.values():
+        ids.meta.append(
+            {
+                "ph": "M",
+                "name": "process_sort_index",
+                "pid": pid,
+                "args": {"sort_index": pid},
+            }
+        )
+    edges = obs["topology"]["edges"]
+    events: list[dict[str, Any]] = []
+    counters: list[dict[str, Any]] = []
+    flow_id = 0
+    offset = 0.0
+    busiest = _busiest_links(obs)
+    sys_pid, sys_tid = ids.tid("kernbench", "systems", 0)
+    for k, system in enumerate(obs["systems"]):
+        duration = system["duration_ns"]
+        label = system["label"]
+        events.append(
+            {
+                "ph": "X",
+                "name": label,
+                "cat": "system",
+                "pid": sys_pid,
+                "tid": sys_tid,
+                "ts": offset * US,
+                "dur": duration * US,
+                "args": {"system": k, "duration_ns": duration},
+            }
+        )
+        for u in system["units"]:
+            if u["kind"] == "hbm":
+                for ch, msg, start, end, nbytes, bursts, busy in u["spans"]:
+                    pid, tid = ids.tid(u["group"], f"{u['name']} ch{ch}", 100 + ch)
+                    events.append(
+                        _slice(
+                            "hbm", msg, pid, tid, offset, start, end,
+                            {
+                                "system": k, "msg": msg, "bytes": nbytes, "bursts": bursts,
+                                "busy_ns": busy,
+                            },
+                        )
+                    )  # fmt: skip
+            else:
+                for msg, start, end, nbytes, queued in u["spans"]:
+                    pid, tid = ids.tid(u["group"], u["name"], 10)
+                    events.append(
+                        _slice(
+                            "dma", msg, pid, tid, offset, start, end,
+                            {
+                                "system": k, "msg": msg, "bytes": nbytes, "queued_ns": queued,
+                                "busy_ns": end - start,
+                            },
+                        )
+                    )  # fmt: skip
+        first_hops: dict[int, dict[int, list]] = {}
+        for span in system["link_spans"]:
+            e, msg, start, end, nbytes, flits, busy, wait, arrive = span
+            edge = edges[e]
+            pid, tid = ids.tid(edge["group"], edge["name"], 1000 + e)
+            events.append(
+                _slice(
+                    "link", msg, pid, tid, offset, start, end,
+                    {
+                        "system": k, "msg": msg, "bytes": nbytes, "flits": flits,
+                        "busy_ns": busy, "wait_ns": wait, "arrive_ns": arrive,
+                    },
+                )
+            )  # fmt: skip
+            hops = first_hops.setdefault(msg, {})
+            if e not in hops or start < hops[e][2]:
+                hops[e] = span
+        for msg, hops in first_hops.items():
+            chain = sorted(hops.values(), key=lambda s: (s[2], s[3]))
+            if len(chain) < 2:
+                continue
+            flow_id += 1
+            for i, span in enumerate(chain):
+                edge = edges[span[0]]
+                pid, tid = ids.tid(edge["group"], edge["name"], 1000 + span[0])
+                ph = "s" if i == 0 else ("f" if i == len(chain) - 1 else "t")
+                ev = {
+                    "ph": ph,
+                    "name": f"msg {msg}",
+                    "cat": "route",
+                    "id": flow_id,
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": (offset + span[2]) * US,
+                }
+                if ph == "f":
+                    ev["bp"] = "e"
+                events.append(ev)
+        counters += _counters(system, edges, busiest, ids, offset)
+        offset += duration
+    events.sort(key=lambda ev: ev["ts"])
+    other: dict[str, Any] = {
+        "kernbench_trace_level": obs.get("level"),
+        "spans_recorded": obs.get("events", 0),
+        "spans_dropped": obs.get("dropped", 0),
+        "max_events": obs.get("max_events"),
+        "time_unit_of_args": "ns",
+    }
+    if obs.get("dropped"):
+        note = cap_note(obs)
+        other["note"] = note
+        events.insert(
+            0,
+            {"ph": "i", "s": "g", "name": note, "pid": sys_pid, "tid": sys_tid, "ts": 0.0},
+        )
+    return {
+        "traceEvents": ids.meta + events + counters,
+        "displayTimeUnit": "ns",
+        "otherData": other,
+    }
+
+
+def cap_note(obs: Mapping[str, Any]) -> str:
+    return (
+        f"trace incomplete: the cap of {obs.get('max_events'):,} spans (sim.trace_max_events) "
+        f"was reached; {obs.get('dropped'):,} later spans were dropped. Statistics and "
+        "links.csv are complete."
+    )
+
+
+def _slice(
+    cat: str, msg: int, pid: int, tid: int, offset: float, start: float, end: float, args: dict
+) -> dict[str, Any]:
+    return {
+        "ph": "X",
+        "name": f"msg {msg}",
+        "cat": cat,
+        "pid": pid,
+        "tid": tid,
+        "ts": (offset + start) * US,
+        "dur": (end - start) * US,
+        "args": args,
+    }
+
+
+def _busiest_links(obs: Mapping[str, Any]) -> list[int]:
+    n = len(obs["topology"]["edges"])
+    busy = np.zeros(n)
+    for system in obs["systems"]:
+        busy += np.asarray(system["links"]["busy_ns"], dtype=float)
+    order = [int(i) for i in np.argsort(-busy, kind="stable") if busy[i] > 0]
+    return order[:COUNTER_LINKS]
+
+
+def _counters(
+    system: Mapping[str, Any], edges: list, busiest: list[int], ids: _Ids, offset: float
+) -> list[dict[str, Any]]:
+    """Per-bin utilization and mean queued flits of the busiest links within one system.
+
+    A span's busy time, and its flits' summed wait, are spread evenly over the span (the wait
+    over the span from its first flit's arrival), which is exact for back-to-back flits.
+    """
+    duration = system["duration_ns"]
+    if duration <= 0 or not busiest:
+        return []
+    width = duration / COUNTER_BINS
+    edges_of = {e: i for i, e in enumerate(busiest)}
+    busy = np.zeros((len(busiest), COUNTER_BINS))
+    queued = np.zeros((len(busiest), COUNTER_BINS))
+    lo = np.arange(COUNTER_BINS) * width
+    hi = lo + width
+    for e, _msg, start, end, _b, _f, span_busy, wait, arrive in system["link_spans"]:
+        row = edges_of.get(e)
+        if row is None:
+            continue
+        busy[row] += span_busy * _overlap(lo, hi, start, end)
+        if wait > 0:
+            queued[row] += wait * _overlap(lo, hi, arrive, end)
+    out = []
+    for e, row in edges_of.items():
+        edge = edges[e]
+        pid = ids.pid(edge["group"])
+        last_u = last_q = None
+        for b in range(COUNTER_BINS + 1):
+            u = float(busy[row, b] / width) if b < COUNTER_BINS else 0.0
+            q = float(queued[row, b] / width) if b < COUNTER_BINS else 0.0
+            ts = (offset + b * width) * US
+            if u != last_u:
+                out.append(_counter(f"util {edge['name']}", pid, ts, round(u, 6)))
+                last_u = u
+            if q != last_q and (q > 0 or last_q is not None):
+                out.append(_counter(f"queue {edge['name']}", pid, ts, round(q, 6)))
+                last_q = q
+    return out
+
+
+def _overlap(lo: np.ndarray, hi: np.ndarray, start: float, end: float) -> np.ndarray:
+    """The fraction of ``[start, end]`` that falls in each bin ``[lo, hi)``."""
+    if end <= start:
+        return ((lo <= start) & (start < hi)).astype(float)
+    return np.clip(np.minimum(hi, end) - np.maximum(lo, start), 0.0, None) / (end - start)
+
+
+def _counter(name: str, pid: int, ts: float, value: float) -> dict[str, Any]:
+    return {"ph": "C", "name": name, "pid": pid, "ts": ts, "args": {"value": value}}
+
+
+def write_trace(obs: Mapping[str, Any], path: Path) -> None:
+    data = json.dumps(build_trace(obs), separators=(",", ":"))
+    with gzip.open(path, "wt", compresslevel=6) as f:
+        f.write(data)

@@ -1,0 +1,190 @@
+"""Multiruns logged to a real SQLite MLflow store: one parent run per sweep and a child per
+job, from the basic, joblib and Ray launchers, and a sweep with a failing job."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from tracking_helpers import (
+    TINY,
+    TINY_BENCH,
+    artifact_text,
+    finish,
+    role,
+    run_kernbench,
+    runs_in,
+    sqlite_uri,
+    start_kernbench,
+)
+
+
+def split(runs: list[Run]) -> tuple[Run, list[Run]]:
+    """The one parent and the children, ordered by job number."""
+    parents = [r for r in runs if role(r) == "sweep"]
+    children = [r for r in runs if role(r) == "job"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    assert len(parents) + len(children) == len(runs), [role(r) for r in runs]
+    return parents[0], sorted(children, key=lambda r: int(r.data.tags["kernbench.job_num"]))
+
+
+def assert_children_of(parent: Run, children: list[Run], sweep_dir: Path) -> None:
+    """Every child points at the parent and shares its sweep id, and is the run its job's
+    summary.json names."""
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep["parent_run_id"] == parent.info.run_id
+    assert parent.data.tags["kernbench.sweep_id"] == sweep["sweep_id"]
+    assert parent.info.run_name.startswith("sweep-tiny-")
+    assert "mlflow.parentRunId" not in parent.data.tags
+    for child in children:
+        job = child.data.tags["kernbench.job_num"]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id, job
+        assert child.data.tags["kernbench.sweep_id"] == sweep["sweep_id"], job
+        summary = json.loads((sweep_dir / job / "summary.json").read_text())
+        assert summary["mlflow"]["run_id"] == child.info.run_id, job
+        assert child.data.tags["kernbench.config_hash"] == summary["config_hash"], job
+
+
+def statuses(runs: list[Run]) -> list[str]:
+    return [r.info.status for r in runs]
+
+
+@pytest.fixture(scope="module")
+def basic_sweeps(tmp_path_factory) -> dict[str, tuple[str, Path, subprocess.CompletedProcess]]:
+    """Two sweeps with the basic launcher, run side by side (most of their time is start-up),
+    each from its own directory into its default store: ``grid``, a 2x2 sweep, and
+    ``failing``, three jobs of which job 1 has an invalid parameter. Each maps to
+    (store URI, sweep dir, completed process)."""
+    sweeps = {
+        "grid": (*TINY_BENCH, "topology=2x2,4x4", "hw.hbm.pc_bw_gbs=16.0,32.0"),
+        "failing": (*TINY, "bench.repeats=1,0,2"),
+    }
+    started = {}
+    try:
+        for name, overrides in sweeps.items():
+            launch = tmp_path_factory.mktemp(name)
+            sweep_dir = launch / "sweep"
+            proc = start_kernbench(launch, "-m", *overrides, f"hydra.sweep.dir={sweep_dir}")
+            started[name] = (sqlite_uri(launch / "outputs" / "mlflow.db"), sweep_dir, proc)
+        return {name: (uri, d, finish(proc)) for name, (uri, d, proc) in started.items()}
+    finally:
+        for _, _, proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def grid(basic_sweeps):
+    return basic_sweeps["grid"]
+
+
+def test_sweep_is_one_parent_with_a_child_per_job(grid):
+    uri, sweep_dir, proc = grid
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep: 4 jobs, 4 ok, 0 failed" in proc.stdout
+    parent, children = split(runs_in(uri, "tiny"))
+    assert [c.data.tags["kernbench.job_num"] for c in children] == ["0", "1", "2", "3"]
+    assert_children_of(parent, children, sweep_dir)
+    assert parent.info.status == "FINISHED"
+    assert statuses(children) == ["FINISHED"] * 4
+    assert parent.data.metrics == {"jobs": 4.0, "jobs_failed": 0.0}
+    assert parent.data.tags["kernbench.status"] == "ok"
+    assert f"parent run {parent.info.run_id}" in proc.stdout
+
+
+def test_sweep_children_carry_their_jobs_choices_and_params(grid):
+    uri, _, _ = grid
+    _, children = split(runs_in(uri, "tiny"))
+    cells = [
+        (c.data.tags["kernbench.choice.topology"], c.data.params["hw.hbm.pc_bw_gbs"])
+        for c in children
+    ]
+    assert cells == [("2x2", "16.0"), ("2x2", "32.0"), ("4x4", "16.0"), ("4x4", "32.0")]
+    assert [c.data.tags["kernbench.overrides"] for c in children] == [
+        f"bench=tiny topology={t} hw.hbm.pc_bw_gbs={bw}"
+        for t in ("2x2", "4x4")
+        for bw in ("16.0", "32.0")
+    ]
+    for child in children:
+        topology = child.data.tags["kernbench.choice.topology"]
+        assert child.info.run_name == f"tiny-{topology}-{child.data.tags['kernbench.config_hash']}"
+        assert set(child.data.metrics) >= {"tiny/read_ns", "sim_time_ns", "wall_s", "sim_events"}
+    assert len({c.data.tags["kernbench.config_hash"] for c in children}) == 4
+
+
+def test_parallel_workers_into_a_fresh_default_store(tmp_path):
+    proc = run_kernbench(
+        tmp_path,
+        "-m",
+        *TINY,
+        "bench.size_bytes=1024,2048",
+        "bench.repeats=1,2,3,4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Joblib.Parallel(n_jobs=4" in output
+    assert "database is locked" not in output.lower()
+    assert "tracking failed" not in output
+    assert "sweep: 8 jobs, 8 ok, 0 failed" in proc.stdout
+    uri = sqlite_uri(tmp_path / "outputs" / "mlflow.db")
+    runs = runs_in(uri, "tiny")
+    assert len(runs) == 9
+    parent, children = split(runs)
+    assert [c.data.tags["kernbench.job_num"] for c in children] == [str(n) for n in range(8)]
+    assert len({c.info.run_id for c in children}) == 8
+    cells = {(c.data.params["bench.size_bytes"], c.data.params["bench.repeats"]) for c in children}
+    assert cells == {(s, r) for s in ("1024", "2048") for r in ("1", "2", "3", "4")}
+    assert_children_of(parent, children, tmp_path / "sweep")
+    assert statuses([parent, *children]) == ["FINISHED"] * 9
+    assert parent.data.metrics == {"jobs": 8.0, "jobs_failed": 0.0}
+
+
+def test_sweep_with_a_failing_job(basic_sweeps, tmp_path):
+    uri, sweep_dir, proc = basic_sweeps["failing"]
+    message = "bench.repeats: must be >= 1, got 0"
+    assert proc.returncode == 1, proc.stderr
+    assert "sweep: 3 jobs, 2 ok, 1 failed" in proc.stdout
+    assert proc.stderr.rstrip("\n").splitlines()[-1] == (
+        f"  job 1 [bench=tiny topology=2x2 bench.repeats=0]: {message}"
+    )
+    parent, children = split(runs_in(uri, "tiny"))
+    assert_children_of(parent, children, sweep_dir)
+    assert statuses(children) == ["FINISHED", "FAILED", "FINISHED"]
+    failed = children[1]
+    assert failed.data.tags["kernbench.error"] == message
+    assert failed.data.tags["kernbench.status"] == "failed"
+    error_txt = artifact_text(uri, failed.info.run_id, "error.txt", tmp_path / "dl")
+    assert error_txt == message + "\n"
+    assert "kernbench.error" not in children[0].data.tags
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["kernbench.status"] == "failed"
+    assert parent.data.metrics == {"jobs": 3.0, "jobs_failed": 1.0}
+
+
+def test_ray_launcher_sweep(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    proc = run_kernbench(
+        tmp_path,
+        "-m",
+        *TINY,
+        "bench.repeats=1,2",
+        "hydra/launcher=ray_local",
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        timeout=240,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Ray Launcher is launching 2 jobs" in output
+    assert "sweep: 2 jobs, 2 ok, 0 failed" in proc.stdout
+    parent, children = split(runs_in(uri, "tiny"))
+    assert [c.data.params["bench.repeats"] for c in children] == ["1", "2"]
+    assert_children_of(parent, children, tmp_path / "sweep")
+    assert statuses([parent, *children]) == ["FINISHED"] * 3
