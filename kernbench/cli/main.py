@@ -103,12 +103,7 @@ def run(
         if tracking.enabled:
             tracked = _start_tracking(tracking, cfg, summary, launch_dir)
             if tracked.error:
-                err_console.print(
-                    f"[yellow]warning: MLflow tracking failed, results stay on disk: "
-                    f"{escape(tracked.error)}[/yellow]",
-                    soft_wrap=True,
-                    highlight=False,
-                )
+                _warn_tracking(err_console, tracked.error)
             summary["mlflow"] = tracked.describe()
             started = time.perf_counter()  # wall_s measures the run, not the store's start-up
         spec = system_spec_from_cfg(cfg)
@@ -155,46 +150,50 @@ def run(
         status = "FINISHED" if summary["status"] == "ok" else "FAILED"
         tracked.finish(status, metrics, _outcome_tags(summary), _artifacts(out_dir))
         if tracked.error:
-            err_console.print(
-                f"[yellow]warning: MLflow tracking failed, results stay on disk: "
-                f"{escape(tracked.error)}[/yellow]",
-                soft_wrap=True,
-                highlight=False,
-            )
+            _warn_tracking(err_console, tracked.error)
     sweep = current_sweep()
     if error is not None:
         err_console.print(f"[red]error: {escape(error)}[/red]", soft_wrap=True, highlight=False)
     if sweep is not None:
         # A sweep prints one line per job; the tables are in each job's report.md.
-        console.print(
+        _say(
+            console,
             f"job {sweep.job_num} {'ok' if error is None else 'FAILED'}: "
             f"{' '.join(_hydra_overrides())} ({summary['wall_s']:.2f} s, {out_dir})",
-            soft_wrap=True,
-            highlight=False,
-            markup=False,
         )
         return RunOutcome(summary["status"], exit_code, out_dir, summary, error)
     if error is None:
         _print_result(console, summary)
-    console.print(
-        f"results in {out_dir} (summary.json, report.md, config.yaml)",
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
+    _say(
+        console,
+        f"results in {out_dir} ({', '.join(p.name for p in _artifacts(out_dir))})",
     )
     if tracked is not None and tracked.run_id:
         info = tracked.describe()
-        console.print(
+        _say(
+            console,
             f"logged to MLflow: experiment {info['experiment']!r}, run {info['run_id']}\n"
             f"  view it: {ui_command(info['uri'])}",
-            soft_wrap=True,
-            highlight=False,
-            markup=False,
         )
     return RunOutcome(summary["status"], exit_code, out_dir, summary, error)
 
 
 RUN_METRICS = ("sim_time_ns", "wall_s", "sim_events")
+
+
+def _say(console: Console, text: str) -> None:
+    """Plain text: paths and overrides must not be read as rich markup."""
+    console.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+def _warn_tracking(err_console: Console, error: str) -> None:
+    err_console.print(
+        f"[yellow]warning: MLflow tracking failed, results stay on disk: {escape(error)}[/yellow]",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
 ARTIFACTS = (
     "config.yaml",
     "summary.json",
