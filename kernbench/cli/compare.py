@@ -458,7 +458,18 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
         if only_cand:
             console.print(f"only in candidate: {', '.join(only_cand)}", markup=False)
         console.print(summary, markup=False, style="red" if worse else None)
-    return EXIT_WORSE if worse else EXIT_OK
+    # A gate must not pass a candidate that failed or lost metrics the baseline has.
+    missing = [k for k in _select(only_base, patterns or ["*"]) if k not in NOISE_METRICS]
+    problems = []
+    if is_failed(cand) or cand.info.status == "RUNNING":
+        problems.append(f"candidate {label(cand)} is {status(cand)}")
+    if missing:
+        problems.append(
+            f"candidate lacks {len(missing)} baseline metric(s): {', '.join(missing[:5])}"
+        )
+    for problem in problems:
+        print(f"regression: {problem}", file=sys.stderr)
+    return EXIT_WORSE if worse or problems else EXIT_OK
 
 
 def _run_ref(run: Any) -> dict[str, Any]:

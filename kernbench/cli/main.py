@@ -7,6 +7,7 @@ numerical checks, 2 an error the user caused (:class:`KernbenchError`).
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -148,9 +149,13 @@ def run(
         metrics = dict(summary.get("metrics", {}))
         metrics.update({k: summary[k] for k in RUN_METRICS if k in summary})
         status = "FINISHED" if summary["status"] == "ok" else "FAILED"
+        start_error = tracked.error
         tracked.finish(status, metrics, _outcome_tags(summary), _artifacts(out_dir))
         if tracked.error:
-            _warn_tracking(err_console, tracked.error)
+            summary["tracking_error"] = tracked.error
+            _write_results(out_dir, summary)  # the on-disk record says logging failed
+            if tracked.error != start_error:
+                _warn_tracking(err_console, tracked.error)
     sweep = current_sweep()
     if error is not None:
         err_console.print(f"[red]error: {escape(error)}[/red]", soft_wrap=True, highlight=False)
@@ -355,11 +360,17 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(outcome.exit_code)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     """Console-script entry point (``kernbench``), same as ``python -m kernbench``.
 
     ``kernbench compare ...`` compares logged runs (see ``kernbench compare --help``).
     """
+    # SIGTERM (kill, CI timeouts, schedulers) ends a run like Ctrl-C: logged KILLED, not RUNNING.
+    signal.signal(signal.SIGTERM, _interrupt)
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from kernbench.cli.compare import main as compare_main
 

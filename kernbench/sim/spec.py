@@ -25,6 +25,12 @@ class SimSpec:
 
     def __post_init__(self) -> None:
         check_positive(self, "flit_bytes", "ns_per_mm", "read_request_bytes", "trace_max_events")
+        if self.read_request_bytes > self.flit_bytes:
+            raise ConfigError(
+                f"{self.KEY}.read_request_bytes",
+                f"a read request is one flit: must be <= sim.flit_bytes ({self.flit_bytes}), "
+                f"got {self.read_request_bytes}",
+            )
         if self.trace not in TRACE_LEVELS:
             raise ConfigError(
                 f"{self.KEY}.trace", f"must be one of {', '.join(TRACE_LEVELS)}, got {self.trace!r}"

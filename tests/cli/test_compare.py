@@ -444,3 +444,12 @@ def test_help_via_python_m():
     assert out.returncode == 0, out.stderr
     assert "usage: python -m kernbench.compare" in out.stdout
     assert "diff probe-4x4-1a2b3c4d probe-4x4-5e6f7a8b" in out.stdout
+
+
+def test_diff_against_a_failed_candidate_fails_the_gate(store, capsys):
+    # The failed run has only wall_s, which is never judged: the gate must still not pass.
+    uri, ids = store
+    code, _, err = compare(capsys, uri, "diff", ids["base"], ids["failed"])
+    assert code == 1
+    assert "regression: candidate" in err and "failed" in err
+    assert "lacks 4 baseline metric(s)" in err

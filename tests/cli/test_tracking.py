@@ -319,7 +319,8 @@ def started():
             proc.wait(timeout=10)
 
 
-def test_ctrl_c_marks_the_run_killed(tmp_path, started):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
     uri = sqlite_uri(tmp_path / "mlflow.db")
     ready = tmp_path / "bench-started"
     proc = started(
@@ -344,7 +345,7 @@ def test_ctrl_c_marks_the_run_killed(tmp_path, started):
     run = only_run(uri, "sleepy")
     assert run.info.status == "RUNNING"
     interrupted = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - interrupted < 10  # the bench sleeps 20 s unless interrupted
     assert proc.returncode != 0, out

@@ -217,3 +217,12 @@ def test_probe_yaml_matches_the_registered_probe_bench():
     cfg = compose_cfg()
     assert bench_params_from_cfg(cfg, info) == info.params()
     assert info.param_names() == [f.name for f in dataclasses.fields(ProbeLikeParams)]
+
+
+def test_read_request_must_fit_in_one_flit():
+    from kernbench.core.errors import ConfigError
+    from kernbench.sim.spec import SimSpec
+
+    with pytest.raises(ConfigError, match=r"sim.read_request_bytes: a read request is one flit"):
+        SimSpec(flit_bytes=32, read_request_bytes=64)
+    assert SimSpec(flit_bytes=64, read_request_bytes=64).read_request_bytes == 64
