@@ -144,7 +144,13 @@ def run(
         summary["error"] = error
         if not (out_dir / "error.txt").exists():
             (out_dir / "error.txt").write_text(error + "\n")
-    _write_results(out_dir, summary)
+    try:
+        _write_results(out_dir, summary)
+    except BaseException:
+        # The run must not stay RUNNING in MLflow when its results cannot be written.
+        if tracked is not None:
+            tracked.finish("FAILED", {}, {f"{TAG_PREFIX}status": "failed"}, ())
+        raise
     if tracked is not None:
         metrics = dict(summary.get("metrics", {}))
         metrics.update({k: summary[k] for k in RUN_METRICS if k in summary})

@@ -109,9 +109,16 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = _sweep_dir(config)
         jobs = []
-        for path in sorted(sweep_dir.glob("*/summary.json"), key=lambda p: _job_key(p.parent)):
-            summary = json.loads(path.read_text())
-            jobs.append((path.parent.name, summary))
+        # Every job Hydra started has its own directory; one without summary.json died
+        # before kernbench could write it (killed by the OS, a crashed worker) and counts
+        # as failed.
+        for job_dir in sorted(sweep_dir.glob("*/.hydra"), key=lambda p: _job_key(p.parent)):
+            path = job_dir.parent / "summary.json"
+            if path.exists():
+                summary = json.loads(path.read_text())
+            else:
+                summary = {"status": "failed", "error": "the job ended without a summary.json"}
+            jobs.append((job_dir.parent.name, summary))
         failed = [(num, s) for num, s in jobs if s.get("status") != "ok"]
         if self.tracker is not None and self.parent_run_id is not None:
             metrics = {"jobs": len(jobs), "jobs_failed": len(failed)}

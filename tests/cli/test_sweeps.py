@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.entities import Run
+from omegaconf import OmegaConf
 from tracking_helpers import (
     TINY,
     TINY_BENCH,
@@ -18,6 +19,8 @@ from tracking_helpers import (
     sqlite_uri,
     start_kernbench,
 )
+
+from kernbench.cli.sweep import SweepCallback
 
 
 def split(runs: list[Run]) -> tuple[Run, list[Run]]:
@@ -188,3 +191,18 @@ def test_ray_launcher_sweep(tmp_path):
     assert [c.data.params["bench.repeats"] for c in children] == ["1", "2"]
     assert_children_of(parent, children, tmp_path / "sweep")
     assert statuses([parent, *children]) == ["FINISHED"] * 3
+
+
+def test_a_job_that_left_no_summary_counts_as_failed(tmp_path, capsys):
+    """A worker killed by the OS writes no summary.json; the sweep must not call itself ok."""
+    (tmp_path / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "0" / "summary.json").write_text('{"status": "ok"}')
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- topology=4x4\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with pytest.raises(SystemExit) as exit_info:
+        SweepCallback().on_multirun_end(config)
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    assert "sweep: 2 jobs, 1 ok, 1 failed" in out
+    assert "job 1 [topology=4x4]: the job ended without a summary.json" in err
