@@ -17,12 +17,14 @@ def _no_progress(done: int, total: int, what: str) -> None:
 @dataclass
 class BenchContext:
     """``observer`` (default: one at the level of ``spec.sim.trace``) is shared by every system
-    the bench starts, so the span cap holds for the whole run."""
+    the bench starts, so the span cap holds for the whole run. ``devices`` are the SIPs a
+    single-device bench runs on (config key ``device``)."""
 
     spec: SystemSpec
     topology: Topology
     progress: Callable[[int, int, str], None] = _no_progress
     observer: Observer | None = None
+    devices: tuple[int, ...] = (0,)
     systems: list[System] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
 

@@ -30,6 +30,7 @@ from kernbench.cli.sweep import current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
     bench_params_from_cfg,
+    devices_from_cfg,
     bench_selection,
     build_spec,
     conf_dir,
@@ -111,8 +112,9 @@ def run(
         name, modules = bench_selection(cfg)
         info = get_bench(name, modules)
         params = bench_params_from_cfg(cfg, info)
+        devices = devices_from_cfg(cfg, spec)
         with _progress(console, show_progress) as progress:
-            ctx = BenchContext.from_spec(spec, progress=progress)
+            ctx = BenchContext.from_spec(spec, progress=progress, devices=devices)
             result = info.fn(ctx, params)
         if not isinstance(result, BenchResult):
             raise BenchError(

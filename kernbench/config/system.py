@@ -38,6 +38,26 @@ def system_spec_from_cfg(cfg: DictConfig) -> SystemSpec:
     )
 
 
+def devices_from_cfg(cfg: DictConfig, spec: SystemSpec) -> tuple[int, ...]:
+    """The SIPs a single-device bench runs on: ``device=all`` (every SIP) or ``device=sip:N``."""
+    value = cfg.get("device", "all")
+    sips = spec.topology.sips
+    valid = f"use `all` or `sip:N` with N in 0..{sips - 1}"
+    if value == "all":
+        return tuple(range(sips))
+    if isinstance(value, str) and value.startswith("sip:"):
+        try:
+            sip = int(value[4:])
+        except ValueError:
+            sip = -1
+        if 0 <= sip < sips:
+            return (sip,)
+        raise ConfigError(
+            "device", f"{value!r} names no SIP of this topology ({sips} SIP(s)); {valid}"
+        )
+    raise ConfigError("device", f"expected `all` or `sip:N`, got {value!r}; {valid}")
+
+
 def bench_selection(cfg: DictConfig) -> tuple[str, tuple[str, ...]]:
     """The bench name and the extra modules to import for it (``bench.module``)."""
     node = to_plain(cfg.get("bench"), "bench")
