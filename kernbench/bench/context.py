@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernbench.runtime import System
+from kernbench.runtime import Device, Hub, System
 from kernbench.runtime.observe import system_record, topology_record
 from kernbench.sim.observer import Observer
 from kernbench.topology import SystemSpec, Topology
@@ -44,6 +44,19 @@ class BenchContext:
         self.systems.append(system)
         self.labels.append(label or f"system {len(self.systems) - 1}")
         return system
+
+    def run_devices(
+        self, program: Callable[[Device], Any], label: str | None = None
+    ) -> list[tuple[Device, Any]]:
+        """Run ``program(device)`` for every selected SIP (``devices``) at once, as independent
+        devices in one fresh system sharing the host link and the fabric; return each device
+        with what its program returned."""
+        system = self.new_system(label)
+        hub = Hub(system.sim)
+        devs = [Device(system, hub, sip) for sip in self.devices]
+        tasks = [hub.spawn(program, d, name=f"host program on {d.name}") for d in devs]
+        hub.run(system.sim.env.all_of([t.done for t in tasks]))
+        return [(d, t.value) for d, t in zip(devs, tasks, strict=True)]
 
     @property
     def sim_events(self) -> int:

@@ -30,12 +30,12 @@ from kernbench.cli.sweep import current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
     bench_params_from_cfg,
-    devices_from_cfg,
     bench_selection,
     build_spec,
     conf_dir,
     config_hash,
     config_yaml,
+    devices_from_cfg,
     flatten,
     normalized,
     sweep_trace_default,

@@ -2,9 +2,11 @@
 
 from kernbench.core.errors import (
     AddressError,
+    AllocationError,
     BenchError,
     ConfigError,
     KernbenchError,
+    KernelError,
     RouteError,
     SimulationError,
 )
@@ -12,11 +14,13 @@ from kernbench.core.units import GIB, KIB, MIB, fmt_bytes, fmt_ns
 
 __all__ = [
     "AddressError",
+    "AllocationError",
     "BenchError",
     "ConfigError",
     "GIB",
     "KIB",
     "KernbenchError",
+    "KernelError",
     "MIB",
     "RouteError",
     "SimulationError",

@@ -27,3 +27,12 @@ class BenchError(KernbenchError):
 
 class SimulationError(KernbenchError):
     """The simulation cannot continue, e.g. it deadlocked with processes still waiting."""
+
+
+class KernelError(KernbenchError):
+    """A kernel or a host program did something the model cannot execute (an out-of-bounds load,
+    mismatched shapes or dtypes, a launch on PEs the topology does not have)."""
+
+
+class AllocationError(KernbenchError):
+    """A tensor or a block does not fit the memory it was placed in (HBM slice or TCM)."""

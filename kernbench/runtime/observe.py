@@ -84,6 +84,24 @@ def system_record(system: System, label: str) -> dict[str, Any]:
                 "spans": [list(s) for s in ch.spans],
             }
         )
+    for pe in system.pes:
+        n = nodes[f"{pe.name}.dma"]
+        for unit in pe.units:
+            if unit.ops == 0:
+                continue
+            units.append(
+                {
+                    "name": unit.name,
+                    "kind": unit.kind,
+                    "group": _group(n.sip, n.cube, n.name),
+                    "capacity": 1,
+                    "ops": unit.ops,
+                    "bytes": unit.bytes,
+                    "busy_ns": unit.busy_ns,
+                    "max_wait_ns": unit.max_wait_ns,
+                    "spans": [list(s) for s in unit.spans],
+                }
+            )
     return {
         "label": label,
         "duration_ns": system.now,

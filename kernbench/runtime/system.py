@@ -6,13 +6,14 @@ window, a size of zero) complete at once with ``ok=False`` and an error code.
 """
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from simpy.events import Event
 
 from kernbench.core.errors import AddressError, KernbenchError, SimulationError
 from kernbench.hw import HbmController, MemoryStore
+from kernbench.hw.pe import Pe
 from kernbench.runtime.messages import (
     Completion,
     Hop,
@@ -26,6 +27,9 @@ from kernbench.sim.observer import Observer
 from kernbench.sim.wire import Transfer, WireEngine
 from kernbench.topology import NodeKind, SystemSpec, Topology
 from kernbench.topology.graph import Node
+
+# One address run of a DMA: (address, bytes, data to write or None).
+DmaRun = tuple[int, int, np.ndarray | None]
 
 
 class DmaChannel:
@@ -73,6 +77,7 @@ class System:
         self._dma: dict[tuple[int, str], DmaChannel] = {}
         self.in_flight: dict[int, str] = {}
         self.completed = 0
+        self._pes: dict[tuple[int, int, int], Pe] = {}
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -148,6 +153,21 @@ class System:
             )
         return ctrl
 
+    def pe(self, sip: int, cube: int, index: int) -> Pe:
+        """The compute state of PE ``index`` of ``cube`` on ``sip`` (created on first use)."""
+        key = (sip, cube, index)
+        pe = self._pes.get(key)
+        if pe is None:
+            pe = self._pes[key] = Pe(
+                f"sip{sip}.cube{cube}.pe{index}", self.spec.hw.pe, self.sim.observer
+            )
+        return pe
+
+    @property
+    def pes(self) -> list[Pe]:
+        """The PEs that have run kernels so far."""
+        return list(self._pes.values())
+
     @property
     def hbm_controllers(self) -> list[HbmController]:
         """The controllers this system has used so far."""
@@ -198,33 +218,12 @@ class System:
             raise KernbenchError(f"PeDmaMsg.op must be 'read' or 'write', got {msg.op!r}")
         prefix = src.name.rsplit(".", 1)[0]
         overhead = (topo.node(f"{prefix}.cpu"), topo.node(f"{prefix}.sched"))
-        channel = self._dma.get((src.id, msg.op))
-        if channel is None:
-            channel = self._dma[(src.id, msg.op)] = DmaChannel(f"{src.name}.{msg.op}")
         data = self._check_size(msg.size_bytes, msg.data)
         topo.address.decode_hbm(msg.addr, msg.size_bytes)
-
         issue_ns = self.now
         pre_hops, pre_ns = self._overhead_hops(overhead)
 
-        def start() -> None:
-            channel.busy = True
-            started = self.now
-            queued = started - issue_ns - pre_ns
-            if queued > channel.max_wait_ns:
-                channel.max_wait_ns = queued
-            finished = self.sim.event()
-
-            def release(ev: Event) -> None:
-                channel.ops += 1
-                channel.bytes += msg.size_bytes
-                channel.busy_ns += self.now - started
-                if self.sim.observer.full and self.sim.observer.admit():
-                    channel.spans.append((msg_id, started, self.now, msg.size_bytes, queued))
-                done.succeed(ev.value)
-                self._next_dma(channel)
-
-            finished.callbacks.append(release)
+        def body(finished: Event) -> None:
             if msg.op == "write":
                 self._write(
                     msg_id,
@@ -240,14 +239,111 @@ class System:
             else:
                 self._read(msg_id, src, msg.addr, msg.size_bytes, finished, issue_ns, pre_hops)
 
+        # pe_cpu and pe_scheduler come first; then the DMA waits for its channel.
+        self._on_channel(src, msg.op, issue_ns + pre_ns, msg_id, msg.size_bytes, body, done)
+
+    def dma(self, src: Node, op: str, runs: list[DmaRun], at_ns: float) -> Event:
+        """One DMA of PE ``src`` (its ``.dma`` node) at ``at_ns``: wait for the ``op`` channel,
+        then move every run at once; succeeds with ``(grant_ns, completions)`` once all runs
+        are done (a read's completions carry the bytes)."""
+        done = self.sim.event()
+        total = sum(r[1] for r in runs)
+        dma_id = self.sim.next_id()
+
+        def body(finished: Event) -> None:
+            grant = self.now
+            results: list[Completion | None] = [None] * len(runs)
+            left = [len(runs)]
+
+            def one(i: int) -> Callable[[Event], None]:
+                def cb(ev: Event) -> None:
+                    results[i] = ev.value
+                    left[0] -= 1
+                    if left[0] == 0:
+                        finished.succeed((grant, results))
+
+                return cb
+
+            for i, (addr, size, data) in enumerate(runs):
+                ev = self.sim.event()
+                ev.callbacks.append(one(i))
+                run_id = self.sim.next_id()
+                if op == "write":
+                    self._write(run_id, src, addr, size, data, 0, ev, start_ns=grant, pre_hops=[])
+                else:
+                    self._read(run_id, src, addr, size, ev, grant, [])
+
+        self._on_channel(src, op, at_ns, dma_id, total, body, done)
+        return done
+
+    def _on_channel(
+        self,
+        src: Node,
+        op: str,
+        ready_ns: float,
+        msg_id: int,
+        size_bytes: int,
+        body: Callable[[Event], None],
+        done: Event,
+    ) -> None:
+        """At ``ready_ns`` wait for the ``op`` DMA channel of ``src``, run ``body(finished)``
+        holding it, and succeed ``done`` with ``finished``'s value when it fires."""
+        channel = self._dma.get((src.id, op))
+        if channel is None:
+            channel = self._dma[(src.id, op)] = DmaChannel(f"{src.name}.{op}")
+
+        def start() -> None:
+            channel.busy = True
+            started = self.now
+            queued = started - ready_ns
+            if queued > channel.max_wait_ns:
+                channel.max_wait_ns = queued
+            finished = self.sim.event()
+
+            def release(ev: Event) -> None:
+                channel.ops += 1
+                channel.bytes += size_bytes
+                channel.busy_ns += self.now - started
+                if self.sim.observer.full and self.sim.observer.admit():
+                    channel.spans.append((msg_id, started, self.now, size_bytes, queued))
+                done.succeed(ev.value)
+                self._next_dma(channel)
+
+            finished.callbacks.append(release)
+            body(finished)
+
         def acquire() -> None:
-            # pe_cpu and pe_scheduler come first; then the DMA waits for its channel.
             if channel.busy:
                 channel.waiting.append(start)
             else:
                 start()
 
-        self.sim.call_at(issue_ns + pre_ns, acquire)
+        self.sim.call_at(ready_ns, acquire)
+
+    def send(self, src: Node, dst: Node, size_bytes: int, at_ns: float) -> Event:
+        """A control message (kernel launch, completion notice) from ``src`` to ``dst`` leaving
+        at ``at_ns``; succeeds with the time its last byte reaches ``dst`` (``dst``'s own
+        overhead is the receiver's to charge)."""
+        done = self.sim.event()
+        msg_id = self.sim.next_id()
+        route = self.topology.route(src, dst)
+        self.in_flight[msg_id] = f"control message #{msg_id} {src.name} -> {dst.name}"
+
+        def arrive(tr: Transfer, _j: int) -> None:
+            tr.tag[0] -= 1
+            if tr.tag[0] == 0:
+                self.in_flight.pop(msg_id, None)
+                done.succeed(self.now)
+
+        def inject() -> None:
+            tr = Transfer(
+                msg_id, route.nodes, route.edges, size_bytes, self.spec.sim.flit_bytes, arrive
+            )
+            tr.tag = [tr.n_flits]
+            self.wire.inject(tr)
+
+        self.sim.call_at(at_ns, inject)
+        return done
 
     def _next_dma(self, channel: DmaChannel) -> None:
         channel.busy = False

@@ -1,0 +1,303 @@
+"""Blocks, pointers and the calls of the kernel language.
+
+A kernel sees two kinds of values besides Python scalars:
+
+- :class:`Block`: an n-dimensional array of one dtype (Triton's tensor). Arithmetic on blocks
+  is elementwise with NumPy broadcasting and promotion.
+- :class:`Pointer`: a tensor argument plus an array of element offsets (``base + offsets`` as
+  in Triton). ``ptr + offs`` with a block of offsets makes a block of pointers; ``tl.load``
+  and ``tl.store`` move the elements they point at.
+
+Every call reaches the program that runs it through :func:`_program`, an object the runtime
+puts on the running greenlet; it charges the call's time on the PE and moves the data. This
+module knows nothing about the hardware.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import greenlet
+import numpy as np
+
+from kernbench.core.errors import KernelError
+
+Scalar = int | float | bool
+
+
+def _program() -> Any:
+    prog = getattr(greenlet.getcurrent(), "kernel_program", None)
+    if prog is None:
+        raise KernelError(
+            "tl.* calls run only inside a kernel started with launch(kernel, grid, ...)"
+        )
+    return prog
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(s) for s in shape) if len(shape) else "scalar"
+
+
+class Block:
+    """A block of values in a kernel. ``tcm`` blocks hold data and occupy the PE's TCM while
+    they are alive; index and mask blocks do not (they live in address-generator registers)."""
+
+    __slots__ = ("value", "_tcm", "_prog", "_base")
+
+    def __init__(self, value: np.ndarray, tcm: bool = False, what: str = "block"):
+        self.value = value
+        self._tcm = 0
+        self._prog = None
+        self._base = None
+        if tcm:
+            prog = _program()
+            shape = _shape_str(value.shape)
+            prog.tcm_alloc(value.nbytes, f"{what} of a {shape} {value.dtype} block")
+            self._tcm = value.nbytes
+            self._prog = prog
+
+    def __del__(self) -> None:
+        if self._tcm and self._prog is not None:
+            self._prog.tcm_free(self._tcm)
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    @property
+    def numel(self) -> int:
+        return int(self.value.size)
+
+    @property
+    def is_data(self) -> bool:
+        return bool(self._tcm) or (self._base is not None and self._base.is_data)
+
+    def __repr__(self) -> str:
+        return f"Block({_shape_str(self.shape)}, {self.dtype})"
+
+    def to(self, dtype: Any) -> "Block":
+        """Cast (pe_math: one operation per element)."""
+        dt = np.dtype(dtype)
+        return _charge("to", self.value.astype(dt), (self,))
+
+    def __getitem__(self, index: Any) -> "Block":
+        """Views such as ``x[:, None]``: no data moves, so no time is charged."""
+        try:
+            view = self.value[index]
+        except (IndexError, TypeError, ValueError) as exc:
+            raise KernelError(
+                f"indexing a {_shape_str(self.shape)} block with {index!r}: {exc}"
+            ) from None
+        out = Block(np.asarray(view))
+        out._base = self
+        return out
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def _scalar(self) -> Any:
+        if self.value.size != 1:
+            raise KernelError(
+                f"a {_shape_str(self.shape)} block has no single truth value or number; "
+                "use tl.where or a reduction"
+            )
+        return self.value.reshape(-1)[0]
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar())
+
+    def __int__(self) -> int:
+        return int(self._scalar())
+
+    def __float__(self) -> float:
+        return float(self._scalar())
+
+    def __index__(self) -> int:
+        return int(self._scalar())
+
+    # -- arithmetic ------------------------------------------------------------------------
+    def __add__(self, o: Any) -> "Block":
+        return _binary("+", np.add, self, o)
+
+    def __radd__(self, o: Any) -> "Block":
+        return _binary("+", np.add, o, self)
+
+    def __sub__(self, o: Any) -> "Block":
+        return _binary("-", np.subtract, self, o)
+
+    def __rsub__(self, o: Any) -> "Block":
+        return _binary("-", np.subtract, o, self)
+
+    def __mul__(self, o: Any) -> "Block":
+        return _binary("*", np.multiply, self, o)
+
+    def __rmul__(self, o: Any) -> "Block":
+        return _binary("*", np.multiply, o, self)
+
+    def __truediv__(self, o: Any) -> "Block":
+        return _binary("/", np.true_divide, self, o)
+
+    def __rtruediv__(self, o: Any) -> "Block":
+        return _binary("/", np.true_divide, o, self)
+
+    def __floordiv__(self, o: Any) -> "Block":
+        return _binary("//", np.floor_divide, self, o)
+
+    def __rfloordiv__(self, o: Any) -> "Block":
+        return _binary("//", np.floor_divide, o, self)
+
+    def __mod__(self, o: Any) -> "Block":
+        return _binary("%", np.remainder, self, o)
+
+    def __rmod__(self, o: Any) -> "Block":
+        return _binary("%", np.remainder, o, self)
+
+    def __lshift__(self, o: Any) -> "Block":
+        return _binary("<<", np.left_shift, self, o)
+
+    def __rshift__(self, o: Any) -> "Block":
+        return _binary(">>", np.right_shift, self, o)
+
+    def __and__(self, o: Any) -> "Block":
+        return _binary("&", np.bitwise_and, self, o)
+
+    def __rand__(self, o: Any) -> "Block":
+        return _binary("&", np.bitwise_and, o, self)
+
+    def __or__(self, o: Any) -> "Block":
+        return _binary("|", np.bitwise_or, self, o)
+
+    def __ror__(self, o: Any) -> "Block":
+        return _binary("|", np.bitwise_or, o, self)
+
+    def __xor__(self, o: Any) -> "Block":
+        return _binary("^", np.bitwise_xor, self, o)
+
+    def __lt__(self, o: Any) -> "Block":
+        return _binary("<", np.less, self, o)
+
+    def __le__(self, o: Any) -> "Block":
+        return _binary("<=", np.less_equal, self, o)
+
+    def __gt__(self, o: Any) -> "Block":
+        return _binary(">", np.greater, self, o)
+
+    def __ge__(self, o: Any) -> "Block":
+        return _binary(">=", np.greater_equal, self, o)
+
+    def __eq__(self, o: Any) -> "Block":  # type: ignore[override]
+        return _binary("==", np.equal, self, o)
+
+    def __ne__(self, o: Any) -> "Block":  # type: ignore[override]
+        return _binary("!=", np.not_equal, self, o)
+
+    def __neg__(self) -> "Block":
+        return _charge("-", np.negative(self.value), (self,))
+
+    def __invert__(self) -> "Block":
+        return _charge("~", np.invert(self.value), (self,))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class pointer_type:
+    """The type of a pointer argument; ``element_ty`` is the tensor's dtype (as in Triton)."""
+
+    def __init__(self, element_ty: np.dtype):
+        self.element_ty = element_ty
+
+    def __repr__(self) -> str:
+        return f"pointer<{self.element_ty}>"
+
+
+class Pointer:
+    """A tensor argument and a block of element offsets into it (row-major, in elements)."""
+
+    __slots__ = ("target", "offsets")
+
+    def __init__(self, target: Any, offsets: np.ndarray | None = None):
+        self.target = target
+        self.offsets = np.zeros((), np.int64) if offsets is None else offsets
+
+    @property
+    def dtype(self) -> pointer_type:
+        return pointer_type(self.target.dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.offsets.shape
+
+    def __repr__(self) -> str:
+        return f"Pointer({self.target!r}, {_shape_str(self.shape)})"
+
+    def _moved(self, op: str, o: Any, sign: int) -> "Pointer":
+        if isinstance(o, Pointer):
+            raise KernelError(f"pointer {op} pointer is not defined; add offsets to one pointer")
+        off = o.value if isinstance(o, Block) else np.asarray(o)
+        if not np.issubdtype(off.dtype, np.integer):
+            raise KernelError(f"pointer offsets must be integers, got {off.dtype}")
+        try:
+            new = self.offsets + sign * off.astype(np.int64)
+        except ValueError:
+            raise KernelError(
+                f"pointer {op} offsets: shapes {_shape_str(self.shape)} and "
+                f"{_shape_str(off.shape)} do not broadcast"
+            ) from None
+        if new.size > 1:
+            _program().compute("pointer " + op, new.size, 0)
+        return Pointer(self.target, new)
+
+    def __add__(self, o: Any) -> "Pointer":
+        return self._moved("+", o, 1)
+
+    __radd__ = __add__
+
+    def __sub__(self, o: Any) -> "Pointer":
+        return self._moved("-", o, -1)
+
+    def __getitem__(self, index: Any) -> "Pointer":
+        return Pointer(self.target, np.asarray(self.offsets[index]))
+
+
+def _array(x: Any) -> Any:
+    if isinstance(x, Block):
+        return x.value
+    if isinstance(x, Pointer):
+        raise KernelError("a pointer cannot take part in arithmetic except + and - offsets")
+    return x
+
+
+def _shapes(args: Sequence[Any]) -> str:
+    return ", ".join(_shape_str(a.shape) for a in args if isinstance(a, Block))
+
+
+def _charge(name: str, out: Any, inputs: Sequence[Any], ops: int | None = None) -> Block:
+    """Charge one pe_math call for ``out`` and wrap it; data in means data out (TCM)."""
+    out = np.asarray(out)
+    data = any(isinstance(i, Block) and i.is_data for i in inputs)
+    _program().compute(name, out.size if ops is None else ops, out.nbytes if data else 0)
+    return Block(out, tcm=data, what=f"the result of {name}")
+
+
+def _binary(name: str, fn: Callable[..., Any], a: Any, b: Any) -> Block:
+    try:
+        with np.errstate(all="ignore"):
+            out = fn(_array(a), _array(b))
+    except ValueError:
+        raise KernelError(
+            f"operator {name}: block shapes {_shapes((a, b))} do not broadcast"
+        ) from None
+    return _charge(name, out, (a, b))
+
+
+def _elementwise(name: str, fn: Callable[..., Any], *args: Any) -> Block:
+    try:
+        with np.errstate(all="ignore"):
+            out = fn(*(_array(a) for a in args))
+    except ValueError:
+        raise KernelError(f"tl.{name}: block shapes {_shapes(args)} do not broadcast") from None
+    return _charge(name, out, args)

@@ -1,0 +1,233 @@
+"""Kernel programs on PEs: what each ``tl.*`` call costs and which bytes it moves.
+
+A :class:`PeWorker` runs the program instances a launch gives one PE, one after the other, in
+one greenlet. It keeps the PE's local clock ``t``: calls that use only the PE (dispatch,
+pe_gemm, pe_math, TCM) advance it without touching the event queue; calls that use the fabric
+(a load's DMA) are issued at ``t`` through the system and block the greenlet until they are
+done. Stores are posted: their DMA is issued at ``t`` and the worker only waits for them at
+the end. Timing per call is the contract of :mod:`kernbench.hw.pe`.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kernbench.core.errors import AllocationError, KernbenchError, KernelError
+from kernbench.core.units import fmt_bytes
+from kernbench.hw.pe import Pe
+from kernbench.lang.core import Pointer
+from kernbench.runtime.hub import Hub
+from kernbench.runtime.system import DmaRun, System
+from kernbench.runtime.tensor import Tensor
+from kernbench.topology.graph import Node
+
+
+def address_runs(addrs: np.ndarray, itemsize: int, segment: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted unique element addresses into maximal contiguous runs that stay inside one
+    HBM slice (``segment`` names each address's slice): ``(first index, count)`` pairs."""
+    if addrs.size == 0:
+        return []
+    breaks = np.flatnonzero((np.diff(addrs) != itemsize) | (np.diff(segment) != 0)) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [addrs.size]))
+    return list(zip(starts.tolist(), (ends - starts).tolist(), strict=True))
+
+
+class Program:
+    """The running program instance that ``kernbench.lang`` calls reach (one per grid point)."""
+
+    def __init__(self, worker: "PeWorker", pid: tuple[int, int, int]):
+        self.worker = worker
+        self.pid = pid
+
+    # -- the hooks kernbench.lang calls ----------------------------------------------------
+    def program_id(self, axis: int) -> int:
+        self._axis(axis)
+        return self.pid[axis]
+
+    def num_programs(self, axis: int) -> int:
+        self._axis(axis)
+        return self.worker.launch.grid[axis]
+
+    def _axis(self, axis: int) -> None:
+        if axis not in (0, 1, 2):
+            raise KernelError(f"{self.worker.where}: grid axis must be 0, 1 or 2, got {axis!r}")
+
+    def compute(self, name: str, ops: int, nbytes: int) -> None:
+        self.worker.math(ops, nbytes)
+
+    def gemm(self, m: int, n: int, k: int, operand_bytes: int, fp32: bool) -> None:
+        self.worker.gemm(m, n, k, operand_bytes, fp32)
+
+    def tcm_alloc(self, nbytes: int, what: str) -> None:
+        self.worker.tcm_alloc(nbytes, what)
+
+    def tcm_free(self, nbytes: int) -> None:
+        self.worker.pe.tcm_used -= nbytes
+
+    def load(self, ptr: Pointer, mask: np.ndarray | None) -> np.ndarray:
+        return self.worker.load(ptr, mask, self)
+
+    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None) -> None:
+        self.worker.store(ptr, data, mask, self)
+
+
+class PeWorker:
+    """Runs a launch's programs on one PE and keeps its local clock."""
+
+    def __init__(self, launch: Any, pe: Pe, sip: int, cube: int, index: int, node: Node):
+        self.launch = launch
+        self.pe = pe
+        self.sip = sip
+        self.cube = cube
+        self.index = index
+        self.node = node  # the PE's DMA endpoint on its router
+        self.system: System = launch.system
+        self.hub: Hub = launch.hub
+        self.t = 0.0
+        self.pending: list[Any] = []
+        self.start_ns = 0.0
+        self.end_ns = 0.0
+        self.programs = 0
+        segment = self.system.topology.address
+        self._offset_bits = segment.offset_bits
+        self._slice_bytes = segment.slice_bytes
+
+    @property
+    def where(self) -> str:
+        return f"kernel {self.launch.kernel_name} on {self.pe.name}"
+
+    # -- the worker's life -----------------------------------------------------------------
+    def run(self, programs: list[tuple[int, int, int]], kernel: Callable[..., Any]) -> None:
+        import greenlet
+
+        g = greenlet.getcurrent()
+        self.t = self.start_ns = self.system.now
+        for pid in programs:
+            g.kernel_program = Program(self, pid)
+            try:
+                kernel(*self.launch.args, **self.launch.meta)
+            except KernbenchError:
+                raise
+            except Exception as exc:
+                raise KernelError(
+                    f"{self.where}, program {pid}: {type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                g.kernel_program = None
+            self.programs += 1
+        for ev in self.pending:
+            self.hub.wait(ev, f"{self.where}: store to be committed")
+            self.t = max(self.t, self.system.now)
+        self.end_ns = self.t
+
+    # -- PE-local work ---------------------------------------------------------------------
+    def math(self, ops: int, nbytes: int) -> None:
+        pe = self.pe
+        t = pe.dispatch(self.t)
+        self.t = pe.compute(pe.math, t, pe.spec.math_ns(ops), nbytes, 0)
+
+    def gemm(self, m: int, n: int, k: int, operand_bytes: int, fp32: bool) -> None:
+        pe = self.pe
+        t = pe.dispatch(self.t)
+        pe.tcm_read.serve(t, operand_bytes / pe.spec.tcm_read_bw_gbs, operand_bytes)
+        busy = pe.spec.gemm_ns(m, n, k, operand_bytes, fp32)
+        self.t = pe.compute(pe.gemm, t, busy, 2 * m * n * k, 0)
+
+    def tcm_alloc(self, nbytes: int, what: str) -> None:
+        pe = self.pe
+        if pe.tcm_used + nbytes > pe.spec.tcm_bytes:
+            raise AllocationError(
+                f"{self.where}: {what} ({fmt_bytes(nbytes)}) does not fit TCM: "
+                f"{fmt_bytes(pe.spec.tcm_bytes)} capacity (hw.pe.tcm_bytes), "
+                f"{fmt_bytes(pe.tcm_used)} held by live blocks; use smaller tiles"
+            )
+        pe.tcm_used += nbytes
+        if pe.tcm_used > pe.tcm_peak:
+            pe.tcm_peak = pe.tcm_used
+
+    # -- DMA -------------------------------------------------------------------------------
+    def _elements(
+        self, op: str, ptr: Pointer, mask: np.ndarray | None
+    ) -> tuple[Tensor, np.ndarray, np.ndarray | None]:
+        tensor = ptr.target
+        if not isinstance(tensor, Tensor):
+            raise KernelError(f"{self.where}: tl.{op} through a pointer to {tensor!r}")
+        if tensor.freed:
+            raise KernelError(f"{self.where}: tl.{op} of tensor {tensor.name!r} after it was freed")
+        flat = ptr.offsets.reshape(-1)
+        valid = None if mask is None else mask.reshape(-1)
+        idx = flat if valid is None else flat[valid]
+        bad = (idx < 0) | (idx >= tensor.numel)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            pos = first if valid is None else int(np.flatnonzero(valid)[first])
+            at = np.unravel_index(pos, ptr.offsets.shape) if ptr.offsets.ndim else ()
+            raise KernelError(
+                f"{self.where}: tl.{op} out of bounds of tensor {tensor.name!r} "
+                f"({'x'.join(map(str, tensor.shape))}, {tensor.numel} elements): offset "
+                f"{int(idx[first])} at block index {tuple(int(i) for i in at)}; mask it "
+                f"(mask=offsets < n)"
+            )
+        return tensor, idx, valid
+
+    def _segments(self, addrs: np.ndarray) -> np.ndarray:
+        mask = (1 << self._offset_bits) - 1
+        return (addrs >> self._offset_bits) * 4096 + (addrs & mask) // self._slice_bytes
+
+    def load(self, ptr: Pointer, mask: np.ndarray | None, prog: Program) -> np.ndarray:
+        tensor, idx, valid = self._elements("load", ptr, mask)
+        pe = self.pe
+        t = pe.dispatch(self.t)
+        shape = ptr.offsets.shape
+        out = np.zeros(int(np.prod(shape)), tensor.dtype)
+        if idx.size == 0:
+            self.t = t
+            return out.reshape(shape)
+        addrs = tensor.addresses(idx, self.cube, self.index)
+        uniq, inverse = np.unique(addrs, return_inverse=True)
+        size = tensor.dtype.itemsize
+        runs = address_runs(uniq, size, self._segments(uniq))
+        dma_runs: list[DmaRun] = [(int(uniq[i]), n * size, None) for i, n in runs]
+        ev = self.system.dma(self.node, "read", dma_runs, t)
+        grant, completions = self.hub.wait(ev, f"{self.where}: tl.load")
+        raw = np.concatenate([c.data for c in completions])
+        values = raw.view(tensor.dtype)[inverse]
+        nbytes = raw.size
+        tcm_end = pe.tcm_write.serve(grant, nbytes / pe.spec.tcm_write_bw_gbs, nbytes)
+        now = self.system.now
+        self.t = now if now > tcm_end else tcm_end
+        if valid is None:
+            out[:] = values
+        else:
+            out[valid] = values
+        return out.reshape(shape)
+
+    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, prog: Program) -> None:
+        tensor, idx, valid = self._elements("store", ptr, mask)
+        if any(len(s.copies) > 1 for s in tensor.shards):
+            raise KernelError(
+                f"{self.where}: tl.store into tensor {tensor.name!r}, which is replicated; "
+                "store into a tensor placed row- or column-wise (one copy per element)"
+            )
+        pe = self.pe
+        t = pe.dispatch(self.t)
+        if idx.size == 0:
+            self.t = t
+            return
+        flat = data.reshape(-1)
+        vals = flat if valid is None else flat[valid]
+        addrs = tensor.addresses(idx, self.cube, self.index)
+        # The last store to an address wins, as a sequential program would leave it.
+        rev_uniq, rev_first = np.unique(addrs[::-1], return_index=True)
+        chosen = vals[::-1][rev_first]
+        size = tensor.dtype.itemsize
+        raw = np.ascontiguousarray(chosen).view(np.uint8)
+        t = pe.tcm_read.serve(t, raw.size / pe.spec.tcm_read_bw_gbs, raw.size)
+        runs = address_runs(rev_uniq, size, self._segments(rev_uniq))
+        dma_runs: list[DmaRun] = [
+            (int(rev_uniq[i]), n * size, raw[i * size : (i + n) * size]) for i, n in runs
+        ]
+        self.pending.append(self.system.dma(self.node, "write", dma_runs, t))
+        self.t = t
