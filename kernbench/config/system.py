@@ -15,6 +15,7 @@ from kernbench.bench import BenchInfo, get_bench
 from kernbench.config.validate import build_spec, to_plain
 from kernbench.core.errors import ConfigError, KernbenchError
 from kernbench.hw import HwSpec
+from kernbench.hw.ipcq import CclSpec
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
 
@@ -30,11 +31,12 @@ def conf_dir() -> Path:
 
 
 def system_spec_from_cfg(cfg: DictConfig) -> SystemSpec:
-    """Validate ``cfg.topology``, ``cfg.hw`` and ``cfg.sim`` and build the system spec."""
+    """Validate ``cfg.topology``, ``cfg.hw``, ``cfg.sim`` and ``cfg.ccl``; build the system spec."""
     return SystemSpec(
         topology=build_spec(TopologySpec, cfg.get("topology"), TopologySpec.KEY),
         hw=build_spec(HwSpec, cfg.get("hw"), HwSpec.KEY),
         sim=build_spec(SimSpec, cfg.get("sim"), SimSpec.KEY),
+        ccl=build_spec(CclSpec, cfg.get("ccl"), CclSpec.KEY),
     )
 
 
@@ -116,7 +118,7 @@ def normalized(cfg: DictConfig) -> dict[str, Any]:
     values, so ``hw.hbm.pc_bw_gbs=32`` and ``=32.0`` log the same params and hash. A section
     that does not validate stays as written; the run reports its error separately."""
     data = resolved(cfg)
-    for cls in (TopologySpec, HwSpec, SimSpec):
+    for cls in (TopologySpec, HwSpec, SimSpec, CclSpec):
         with contextlib.suppress(KernbenchError):
             data[cls.KEY] = dataclasses.asdict(build_spec(cls, cfg.get(cls.KEY), cls.KEY))
     try:

@@ -11,6 +11,8 @@ int; blocks follow NumPy promotion; ``dot`` accumulates in fp32 (int32 for int8)
 runs as Python, so ``constexpr`` is only an annotation.
 """
 
+import builtins
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,8 +37,10 @@ __all__ = [
     "Pointer",
     "abs",
     "arange",
+    "assume",
     "bfloat16",
     "broadcast_to",
+    "cat",
     "cdiv",
     "constexpr",
     "dot",
@@ -54,11 +58,16 @@ __all__ = [
     "max_contiguous",
     "maximum",
     "min",
+    "neighbor",
+    "pe_id",
+    "recv",
+    "send",
     "minimum",
     "multiple_of",
     "num_programs",
     "pointer_type",
     "program_id",
+    "range",
     "reshape",
     "sigmoid",
     "sqrt",
@@ -87,8 +96,22 @@ def jit(fn: Callable[..., Any] | None = None, **_options: Any) -> Any:
     return fn
 
 
-def static_range(*args: int) -> range:
-    return range(*args)
+def static_range(*args: int) -> builtins.range:
+    return builtins.range(*args)
+
+
+def range(  # noqa: A001 - Triton's name
+    arg1: int, arg2: int | None = None, step: int | None = None, **_hints: Any
+) -> builtins.range:
+    """A loop range, as ``tl.range``; ``num_stages`` and the other pipelining hints have no
+    effect (a kernel does not overlap its DMA with its compute)."""
+    if arg2 is None:
+        return builtins.range(arg1)
+    return builtins.range(arg1, arg2, 1 if step is None else step)
+
+
+def assume(_condition: Any) -> None:
+    """A compiler hint in Triton; no effect here."""
 
 
 def multiple_of(x: Any, _values: Any) -> Any:
@@ -134,9 +157,18 @@ def arange(start: int, end: int) -> Block:
     return _charge("arange", np.arange(start, end, dtype=np.int32), ())
 
 
+def _reserve(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse a block that cannot fit TCM before NumPy allocates (and fills) it."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    prog = _program()
+    prog.tcm_alloc(nbytes, f"tl.{name} of a {_shape_str(shape)} {dtype} block")
+    prog.tcm_free(nbytes)
+
+
 def zeros(shape: Any, dtype: Any = float32) -> Block:
     """A block of zeros (data: occupies TCM)."""
     shape = _check_shape("zeros", shape)
+    _reserve("zeros", shape, np.dtype(dtype))
     value = np.zeros(shape, np.dtype(dtype))
     _program().compute("zeros", value.size, value.nbytes)
     return Block(value, tcm=True, what="tl.zeros")
@@ -145,6 +177,7 @@ def zeros(shape: Any, dtype: Any = float32) -> Block:
 def full(shape: Any, value: Scalar, dtype: Any) -> Block:
     """A block filled with ``value`` (data: occupies TCM)."""
     shape = _check_shape("full", shape)
+    _reserve("full", shape, np.dtype(dtype))
     arr = np.full(shape, value, np.dtype(dtype))
     _program().compute("full", arr.size, arr.nbytes)
     return Block(arr, tcm=True, what="tl.full")
@@ -276,29 +309,32 @@ def where(condition: Any, x: Any, y: Any) -> Block:
     return _elementwise("where", np.where, condition, x, y)
 
 
-def _reduce(name: str, fn: Callable[..., Any], x: Any, axis: int | None) -> Block:
+def _reduce(name: str, fn: Callable[..., Any], x: Any, axis: int | None, keep_dims: bool) -> Block:
     if not isinstance(x, Block):
         raise KernelError(f"tl.{name} needs a block, got {x!r}")
     if axis is not None and not -x.value.ndim <= axis < x.value.ndim:
         raise KernelError(f"tl.{name}: axis {axis} is out of range for a {x.value.ndim}-D block")
     v = x.value
     if np.issubdtype(v.dtype, np.floating) and v.dtype.itemsize < 4:
-        out = fn(v.astype(np.float32), axis=axis).astype(v.dtype)
+        out = fn(v.astype(np.float32), axis=axis, keepdims=keep_dims).astype(v.dtype)
+    elif name == "sum" and np.issubdtype(v.dtype, np.integer) and v.dtype.itemsize <= 4:
+        # As Triton: integer sums accumulate in int32 (NumPy would widen to int64).
+        out = fn(v, axis=axis, keepdims=keep_dims, dtype=np.int32)
     else:
-        out = fn(v, axis=axis)
+        out = fn(v, axis=axis, keepdims=keep_dims)
     return _charge(name, out, (x,), ops=x.numel)
 
 
-def sum(x: Block, axis: int | None = None, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("sum", np.sum, x, axis)
+def sum(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
+    return _reduce("sum", np.sum, x, axis, keep_dims)
 
 
-def max(x: Block, axis: int | None = None, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("max", np.max, x, axis)
+def max(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
+    return _reduce("max", np.max, x, axis, keep_dims)
 
 
-def min(x: Block, axis: int | None = None, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("min", np.min, x, axis)
+def min(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
+    return _reduce("min", np.min, x, axis, keep_dims)
 
 
 # -- shape ---------------------------------------------------------------------------------
@@ -326,3 +362,42 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Block:
     except ValueError:
         raise KernelError(f"tl.broadcast_to: cannot broadcast to {tuple(shape)}") from None
     return _charge("broadcast_to", out, (x,))
+
+
+# -- inter-PE queues (IPCQ) ----------------------------------------------------------------
+def pe_id() -> tuple[int, int, int]:
+    """This program's PE as ``(sip, cube, pe)``."""
+    return _program().pe_id()
+
+
+def neighbor(direction: str) -> tuple[int, int, int] | None:
+    """The PE next to this one in direction ``"N"``, ``"E"``, ``"S"`` or ``"W"`` of the PE grid
+    (None at its edge); neighbours may be in another cube or another SIP."""
+    return _program().neighbor(direction)
+
+
+def send(value: Any, dst: Any) -> None:
+    """Send a block to PE ``dst`` (``(sip, cube, pe)`` or a direction) over IPCQ. Posted: the
+    program goes on once the block has been read from TCM and a credit was free for each
+    slot-sized chunk (docs/collectives.md)."""
+    if not isinstance(value, Block):
+        value = Block(np.asarray(value))
+    _program().send(dst, value.value)
+
+
+def recv(src: Any) -> Block:
+    """Receive the next block PE ``src`` sent to this PE; blocks until all of it has arrived."""
+    prog = _program()
+    data = prog.recv(src)
+    return Block(data, tcm=True, what="tl.recv")
+
+
+def cat(a: Block, b: Block, **_options: Any) -> Block:
+    """``a`` and ``b`` joined along axis 0 (pe_math: one operation per element)."""
+    if not (isinstance(a, Block) and isinstance(b, Block)):
+        raise KernelError("tl.cat needs two blocks")
+    if a.shape[1:] != b.shape[1:]:
+        raise KernelError(
+            f"tl.cat: shapes {_shape_str(a.shape)} and {_shape_str(b.shape)} differ beyond axis 0"
+        )
+    return _charge("cat", np.concatenate([a.value, b.value]), (a, b))

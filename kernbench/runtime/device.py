@@ -247,6 +247,31 @@ class Device:
             )
         return out.reshape(tensor.shape)
 
+    def read_rows(self, tensor: Tensor, start: int, stop: int) -> np.ndarray:
+        """D2H of rows ``start:stop`` of the tensor's matrix view only (first copy of
+        replicated shards), as a ``(stop - start, columns)`` array."""
+        if not 0 <= start < stop <= tensor.rows:
+            raise KernelError(
+                f"read_rows of tensor {tensor.name!r}: rows {start}:{stop} are outside "
+                f"0:{tensor.rows}"
+            )
+        size = tensor.dtype.itemsize
+        pieces = []
+        for shard in tensor.shards:
+            a, b = max(start, shard.r0), min(stop, shard.r1)
+            if a >= b:
+                continue
+            width = shard.c1 - shard.c0
+            addr = next(iter(shard.copies.values())) + (a - shard.r0) * width * size
+            ev = self.system.submit(MemoryReadMsg(addr, (b - a) * width * size))
+            pieces.append((shard, a, b, ev))
+        out = np.zeros((stop - start, tensor.cols), tensor.dtype)
+        comps = self._wait_all([ev for *_, ev in pieces], f"D2H of rows of {tensor.name!r}")
+        for (shard, a, b, _ev), comp in zip(pieces, comps, strict=True):
+            block = comp.data.view(tensor.dtype).reshape(b - a, shard.c1 - shard.c0)
+            out[a - start : b - start, shard.c0 : shard.c1] = block
+        return out
+
     def _wait_all(self, events: list[Event], what: str) -> list:
         comps = self.hub.wait(self.system.sim.env.all_of(events), f"{self.name}: {what}")
         results = [comps[ev] for ev in events]

@@ -18,6 +18,7 @@ from kernbench.core.units import fmt_bytes
 from kernbench.hw.pe import Pe
 from kernbench.lang.core import Pointer
 from kernbench.runtime.hub import Hub
+from kernbench.runtime.ipcq import Ipcq
 from kernbench.runtime.system import DmaRun, System
 from kernbench.runtime.tensor import Tensor
 from kernbench.topology.graph import Node
@@ -69,6 +70,29 @@ class Program:
     def load(self, ptr: Pointer, mask: np.ndarray | None) -> np.ndarray:
         return self.worker.load(ptr, mask, self)
 
+    def pe_id(self) -> tuple[int, int, int]:
+        w = self.worker
+        return (w.sip, w.cube, w.index)
+
+    def neighbor(self, direction: str) -> tuple[int, int, int] | None:
+        return self.worker.ipcq.neighbor(self.pe_id(), direction)
+
+    def _peer(self, peer: Any, what: str) -> tuple[int, int, int]:
+        if isinstance(peer, str):
+            found = self.neighbor(peer)
+            if found is None:
+                raise KernelError(
+                    f"{self.worker.where}: {what}: no neighbour {peer} of this PE (grid edge)"
+                )
+            return found
+        return self.worker.ipcq.check(peer, f"{self.worker.where}: {what}")
+
+    def send(self, dst: Any, data: np.ndarray) -> None:
+        self.worker.ipcq.send(self.worker, self._peer(dst, "tl.send"), data)
+
+    def recv(self, src: Any) -> np.ndarray:
+        return self.worker.ipcq.recv(self.worker, self._peer(src, "tl.recv"))
+
     def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None) -> None:
         self.worker.store(ptr, data, mask, self)
 
@@ -95,6 +119,10 @@ class PeWorker:
         self._slice_bytes = segment.slice_bytes
 
     @property
+    def ipcq(self) -> "Ipcq":
+        return self.system.ipcq
+
+    @property
     def where(self) -> str:
         return f"kernel {self.launch.kernel_name} on {self.pe.name}"
 
@@ -108,6 +136,11 @@ class PeWorker:
             g.kernel_program = Program(self, pid)
             try:
                 kernel(*self.launch.args, **self.launch.meta)
+            except (KernelError, AllocationError) as exc:
+                # kernbench.lang knows no PE: name the kernel, the PE and the program here.
+                if self.where in str(exc):
+                    raise
+                raise type(exc)(f"{self.where}, program {pid}: {exc}") from exc
             except KernbenchError:
                 raise
             except Exception as exc:

@@ -7,6 +7,7 @@ window, a size of zero) complete at once with ``ok=False`` and an error code.
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from simpy.events import Event
@@ -22,6 +23,10 @@ from kernbench.runtime.messages import (
     Message,
     PeDmaMsg,
 )
+from kernbench.runtime.tensor import HbmAllocators
+
+if TYPE_CHECKING:
+    from kernbench.runtime.ipcq import Ipcq
 from kernbench.sim.context import Sim
 from kernbench.sim.observer import Observer
 from kernbench.sim.wire import Transfer, WireEngine
@@ -78,6 +83,8 @@ class System:
         self.in_flight: dict[int, str] = {}
         self.completed = 0
         self._pes: dict[tuple[int, int, int], Pe] = {}
+        self.hbm_allocators = HbmAllocators(self.topology)
+        self._ipcq: Ipcq | None = None
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -152,6 +159,15 @@ class System:
                 node.name, self.spec.hw.hbm, self.sim.observer
             )
         return ctrl
+
+    @property
+    def ipcq(self) -> "Ipcq":
+        """The IPCQ channels between PEs (created on first use)."""
+        if self._ipcq is None:
+            from kernbench.runtime.ipcq import Ipcq
+
+            self._ipcq = Ipcq(self)
+        return self._ipcq
 
     def pe(self, sip: int, cube: int, index: int) -> Pe:
         """The compute state of PE ``index`` of ``cube`` on ``sip`` (created on first use)."""
@@ -319,6 +335,20 @@ class System:
                 start()
 
         self.sim.call_at(ready_ns, acquire)
+
+    def push(self, src: Node, dst: Node, size_bytes: int, at_ns: float) -> Event:
+        """A DMA write of PE ``src`` (its ``.dma`` node) to a component that is not HBM (a PE's
+        TCM, a cube's SRAM): waits for the write channel, moves ``size_bytes`` to ``dst``;
+        succeeds with the arrival time of the last byte."""
+        done = self.sim.event()
+        msg_id = self.sim.next_id()
+
+        def body(finished: Event) -> None:
+            arrived = self.send(src, dst, size_bytes, self.now)
+            arrived.callbacks.append(lambda ev: finished.succeed(ev.value))
+
+        self._on_channel(src, "write", at_ns, msg_id, size_bytes, body, done)
+        return done
 
     def send(self, src: Node, dst: Node, size_bytes: int, at_ns: float) -> Event:
         """A control message (kernel launch, completion notice) from ``src`` to ``dst`` leaving

@@ -6,6 +6,7 @@ from typing import ClassVar
 from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_positive, param
 from kernbench.hw import HwSpec
+from kernbench.hw.ipcq import CclSpec
 from kernbench.sim.spec import SimSpec
 
 MAX_SIPS = 16
@@ -35,8 +36,9 @@ class TopologySpec:
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """Topology, hardware and simulation settings: everything needed to build a system."""
+    """Topology, hardware, simulation and IPCQ settings: everything needed to build a system."""
 
     topology: TopologySpec = field(default_factory=TopologySpec)
     hw: HwSpec = field(default_factory=HwSpec)
     sim: SimSpec = field(default_factory=SimSpec)
+    ccl: CclSpec = field(default_factory=CclSpec)

@@ -60,7 +60,13 @@ def test_default_config_is_the_default_system():
 
 @pytest.mark.parametrize(
     ("preset", "sips", "mesh_w", "mesh_h"),
-    [("2x2", 1, 2, 2), ("4x4", 1, 4, 4), ("8x8", 1, 8, 8), ("4x4_2sip", 2, 4, 4)],
+    [
+        ("2x2", 1, 2, 2),
+        ("4x4", 1, 4, 4),
+        ("8x8", 1, 8, 8),
+        ("4x4_2sip", 2, 4, 4),
+        ("4x4_6sip", 6, 4, 4),
+    ],
 )
 def test_topology_presets(preset, sips, mesh_w, mesh_h):
     spec = system_spec_from_cfg(compose_cfg(f"topology={preset}"))
@@ -71,7 +77,7 @@ def test_topology_presets(preset, sips, mesh_w, mesh_h):
 
 def test_every_topology_preset_is_tested():
     presets = {p.stem for p in (conf_dir() / "topology").glob("*.yaml")}
-    assert presets == {"2x2", "4x4", "8x8", "4x4_2sip"}
+    assert presets == {"2x2", "4x4", "8x8", "4x4_2sip", "4x4_6sip"}
 
 
 def _yaml_matches_spec(raw: dict, spec: object, key: str) -> None:
