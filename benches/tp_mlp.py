@@ -28,8 +28,13 @@ class TpMlpParams:
     activation: str = "gelu"
     dtype: str = "fp16"
     seed: int = 0
+    ranks: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ranks, int) or self.ranks < 0:
+            raise BenchError(
+                f"bench.ranks: must be 0 (every SIP) or a positive count, got {self.ranks!r}"
+            )
         for key in ("tokens", "hidden", "ffn"):
             value = getattr(self, key)
             if not isinstance(value, int) or value <= 0:
@@ -57,9 +62,15 @@ def reference(x: np.ndarray, w1, b1, w2, b2, activation: str, dt: np.dtype) -> n
 @bench("tp_mlp", params=TpMlpParams)
 def tp_mlp(ctx: BenchContext, p: TpMlpParams) -> BenchResult:
     """Two-layer MLP, tensor-parallel over the SIPs, checked against numpy."""
-    world = ctx.spec.topology.sips
+    sips = ctx.spec.topology.sips
+    world = p.ranks or sips
+    if world > sips:
+        raise BenchError(
+            f"bench.ranks: {world} ranks need {world} SIPs (one each); this topology has {sips} "
+            f"(topology.sips); use 0 or 1..{sips}"
+        )
     if p.ffn % world:
-        raise BenchError(f"bench.ffn: {p.ffn} is not divisible by the {world} SIP(s) (ranks)")
+        raise BenchError(f"bench.ffn: {p.ffn} is not divisible by the {world} ranks")
     dt = dtype_of(p.dtype, "bench.dtype")
     rng = np.random.default_rng(p.seed)
     x = rng.standard_normal((p.tokens, p.hidden)).astype(dt)

@@ -6,11 +6,12 @@ Fidelity contract (docs/collectives.md):
   ``slot_bytes`` in the buffer tier ``buffer``; the sender holds one credit per slot. A PE's
   N/E/S/W queues are the channels to its neighbours in the SIP's PE grid (neighbouring SIPs
   continue the grid east-west, over the switch).
-- ``tl.send`` dispatches, reads the block from the sender's TCM, then per slot-sized chunk takes
-  a credit (blocking while none is left), pays the tier's ``*_setup_ns`` once per message and
-  pushes the chunk on the sender's DMA write channel to where the ring lives:
-  ``tcm``: the receiver's PE; ``sram``: the shared SRAM of the receiver's cube;
-  ``hbm``: the receiver's HBM slice (a committed write). The sender goes on (posted).
+- ``tl.send`` dispatches, reads the block from the sender's TCM, pays the tier's
+  ``*_setup_ns`` once per message and queues the message in slot-sized chunks; the program goes
+  on (posted). Each chunk leaves on the sender's DMA write channel once it has a credit (the DMA
+  engine waits for credits, not the program), to where the ring lives: ``tcm``: the receiver's
+  PE; ``sram``: the shared SRAM of the receiver's cube; ``hbm``: the ring's slot in the
+  receiver's HBM slice (a committed write).
 - ``tl.recv`` dispatches, waits until every chunk of the next message from that peer has
   arrived, then brings it into TCM: nothing more for ``tcm``; a transfer SRAM -> PE for
   ``sram``; a DMA read of the ring slots from its own HBM slice for ``hbm``. Then it returns one

@@ -74,6 +74,7 @@ __all__ = [
     "static_range",
     "store",
     "sum",
+    "timestamp",
     "trans",
     "uint8",
     "where",
@@ -362,6 +363,12 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Block:
     except ValueError:
         raise KernelError(f"tl.broadcast_to: cannot broadcast to {tuple(shape)}") from None
     return _charge("broadcast_to", out, (x,))
+
+
+def timestamp(name: str) -> None:
+    """Record this PE's simulated time under ``name`` (free; not in Triton). The host reads it in
+    ``Launch.pes[i].marks``: a way to time a phase of a kernel."""
+    _program().timestamp(str(name))
 
 
 # -- inter-PE queues (IPCQ) ----------------------------------------------------------------

@@ -100,7 +100,8 @@ def _load_chunks(x_ptr: Any, row: int, n: int, parts: int) -> list[Any]:
 
 def _store_chunks(out_ptr: Any, row: int, n: int, chunks: list[Any]) -> None:
     for (lo, hi), c in zip(chunk_bounds(n, len(chunks)), chunks, strict=True):
-        tl.store(out_ptr + row * n + lo + tl.arange(0, hi - lo), c)
+        if hi > lo:
+            tl.store(out_ptr + row * n + lo + tl.arange(0, hi - lo), c)
 
 
 # -- kernels -------------------------------------------------------------------------------

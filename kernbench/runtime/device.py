@@ -39,12 +39,14 @@ MAX_MESSAGE_BYTES = 1 << 20  # H2D / D2H of a shard are cut into messages of at 
 
 @dataclass
 class PeTiming:
-    """One PE's share of a launch: when its programs started and ended (ns)."""
+    """One PE's share of a launch: when its programs started and ended (ns), and the times its
+    kernels recorded with ``tl.timestamp(name)`` (the last one per name)."""
 
     name: str
     programs: int
     start_ns: float
     end_ns: float
+    marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def busy_ns(self) -> float:
@@ -394,7 +396,9 @@ class Device:
 
         def pe_done(worker: PeWorker) -> None:
             launch.pes.append(
-                PeTiming(worker.pe.name, worker.programs, worker.start_ns, worker.end_ns)
+                PeTiming(
+                    worker.pe.name, worker.programs, worker.start_ns, worker.end_ns, worker.marks
+                )
             )
             order[worker.pe.name] = (worker.cube, worker.index)
             ev = system.send(worker.node, io_cpu, LAUNCH_BYTES, worker.end_ns)

@@ -147,8 +147,10 @@ class Ipcq:
         ch.queue.append(msg)
         ch.sent += 1
         _wake(ch, "posted")
+        if nbytes == 0:
+            raw = np.zeros(1, np.uint8)  # an empty block still moves a doorbell's worth
         for i in range(msg.chunks):
-            lo, hi = i * spec.slot_bytes, min(nbytes, (i + 1) * spec.slot_bytes)
+            lo, hi = i * spec.slot_bytes, min(raw.size, (i + 1) * spec.slot_bytes)
             done = system.sim.event()  # the chunk's arrival, whenever it gets its credit
             msg.arrivals.append(done)
             worker.pending.append(done)

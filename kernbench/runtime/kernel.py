@@ -70,6 +70,9 @@ class Program:
     def load(self, ptr: Pointer, mask: np.ndarray | None) -> np.ndarray:
         return self.worker.load(ptr, mask, self)
 
+    def timestamp(self, name: str) -> None:
+        self.worker.marks[name] = self.worker.t
+
     def pe_id(self) -> tuple[int, int, int]:
         w = self.worker
         return (w.sip, w.cube, w.index)
@@ -114,6 +117,7 @@ class PeWorker:
         self.start_ns = 0.0
         self.end_ns = 0.0
         self.programs = 0
+        self.marks: dict[str, float] = {}
         segment = self.system.topology.address
         self._offset_bits = segment.offset_bits
         self._slice_bytes = segment.slice_bytes
