@@ -19,6 +19,8 @@ from pathlib import Path
 CASES = (
     ("qkv_gemm", "4x4", ()),
     ("qkv_gemm_multi_pe", "4x4", ()),
+    ("ccl_allreduce", "4x4_6sip", ()),
+    ("tp_mlp", "4x4_2sip", ()),
 )
 
 
@@ -52,10 +54,14 @@ def run_once(bench: str, topology: str, extra: tuple[str, ...], workdir: Path) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma list of benches to run (default: all)")
     args = ap.parse_args()
+    only = {b for b in args.only.split(",") if b}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for bench, topo, extra in CASES:
+            if only and bench not in only:
+                continue
             best = None
             for i in range(args.repeat):
                 res = run_once(bench, topo, extra, Path(tmp) / f"{bench}-{i}")

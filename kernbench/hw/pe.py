@@ -13,8 +13,9 @@ Fidelity contract (docs/kernels.md):
   ``max(2*m*n*k / peak, operand bytes / tcm_read_bw) + gemm_fill_drain_ns``: operands stream
   from TCM while the array computes, and each call pays the pipeline fill and drain once.
   The peak is ``gemm_tflops_fp16`` for 16-bit and 8-bit inputs and half of it for fp32 inputs.
-- pe_math: an elementwise operation costs one operation per output element, a reduction one
-  per input element, at ``math_tflops``.
+- pe_math: an elementwise operation on data costs one operation per output element, a reduction
+  one per input element, at ``math_tflops``. Arithmetic on index and mask blocks and on pointers
+  runs in the address generator: dispatch only.
 - pe_gemm and pe_math share one accelerator slot (capacity 1): a PE computes one thing at a
   time.
 - pe_tcm: ``tcm_bytes`` of scratchpad holding the blocks a kernel keeps alive (loaded data,

@@ -120,7 +120,9 @@ class Block:
         return int(self._scalar())
 
     # -- arithmetic ------------------------------------------------------------------------
-    def __add__(self, o: Any) -> "Block":
+    def __add__(self, o: Any) -> Any:
+        if isinstance(o, Pointer):  # offsets + ptr, as Triton allows
+            return o + self
         return _binary("+", np.add, self, o)
 
     def __radd__(self, o: Any) -> "Block":
@@ -247,8 +249,8 @@ class Pointer:
                 f"pointer {op} offsets: shapes {_shape_str(self.shape)} and "
                 f"{_shape_str(off.shape)} do not broadcast"
             ) from None
-        if new.size > 1:
-            _program().compute("pointer " + op, new.size, 0)
+        # Address generation: dispatch only, like index arithmetic.
+        _program().compute("pointer " + op, 0, 0)
         return Pointer(self.target, new)
 
     def __add__(self, o: Any) -> "Pointer":
@@ -276,10 +278,12 @@ def _shapes(args: Sequence[Any]) -> str:
 
 
 def _charge(name: str, out: Any, inputs: Sequence[Any], ops: int | None = None) -> Block:
-    """Charge one pe_math call for ``out`` and wrap it; data in means data out (TCM)."""
+    """Charge one call for ``out`` and wrap it; data in means data out (TCM). Data costs pe_math
+    time; index and mask arithmetic runs in the address generator: dispatch only."""
     out = np.asarray(out)
     data = any(isinstance(i, Block) and i.is_data for i in inputs)
-    _program().compute(name, out.size if ops is None else ops, out.nbytes if data else 0)
+    work = (out.size if ops is None else ops) if data else 0
+    _program().compute(name, work, out.nbytes if data else 0)
     return Block(out, tcm=data, what=f"the result of {name}")
 
 

@@ -9,8 +9,9 @@ several devices or ranks can run at once in one simulation.
 Kernel launch (MODEL.md §3): a ``LAUNCH_BYTES`` descriptor travels host -> pcie_ep -> io_cpu;
 io_cpu forwards it to the m_cpu of each target cube, each m_cpu to its target PEs' pe_cpu.
 io_cpu's start barrier is the latest arrival over the target PEs (after pe_cpu's overhead), so
-every PE of a launch starts at the same simulated time. Launches on one device run in order: a
-launch starts no earlier than the previous one has finished on every PE. When a PE has run its
+every PE of a launch starts at the same simulated time. Launches on one device run in order, as
+on one stream: a launch starts no earlier than every earlier launch has finished on every one of
+its PEs. A D2H read first waits for the device's launches. When a PE has run its
 programs and its stores are committed it sends a ``LAUNCH_BYTES`` notice to io_cpu; once all
 are in, io_cpu (its overhead again) sends the completion to the host. The launch is done when
 that completion arrives.
@@ -68,6 +69,7 @@ class Launch:
     start_ns: float = 0.0
     end_ns: float = 0.0
     pes: list[PeTiming] = field(default_factory=list)
+    failed: bool = False
 
     @property
     def total_ns(self) -> float:
@@ -82,7 +84,7 @@ def _grid(grid: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
         grid = (grid,)
     try:
         dims = tuple(int(g) for g in grid)
-    except TypeError:
+    except (TypeError, ValueError):
         raise KernelError(f"launch: grid must be an int or a tuple of ints, got {grid!r}") from None
     if not 1 <= len(dims) <= 3 or any(d < 1 for d in dims):
         raise KernelError(f"launch: grid must have 1 to 3 dimensions >= 1, got {dims}")
@@ -228,7 +230,9 @@ class Device:
         self._wait_all(events, f"H2D of tensor {tensor.name!r}")
 
     def read_tensor(self, tensor: Tensor) -> np.ndarray:
-        """D2H: read every shard (the first copy of replicated ones) and assemble the array."""
+        """D2H: read every shard (the first copy of replicated ones) and assemble the array,
+        after the device's launches have completed (stream order)."""
+        self.synchronize()
         if tensor.freed:
             raise KernelError(f"tensor {tensor.name!r} was freed")
         pieces = []
@@ -251,7 +255,9 @@ class Device:
 
     def read_rows(self, tensor: Tensor, start: int, stop: int) -> np.ndarray:
         """D2H of rows ``start:stop`` of the tensor's matrix view only (first copy of
-        replicated shards), as a ``(stop - start, columns)`` array."""
+        replicated shards), as a ``(stop - start, columns)`` array, after the device's
+        launches have completed."""
+        self.synchronize()
         if not 0 <= start < stop <= tensor.rows:
             raise KernelError(
                 f"read_rows of tensor {tensor.name!r}: rows {start}:{stop} are outside "
@@ -346,7 +352,7 @@ class Device:
         for cube, pe in share:
             by_cube.setdefault(cube, []).append(pe)
         arrivals: list[Event] = []
-        previous = [self._pe_free[t] for t in share if t in self._pe_free]
+        previous = list(self._pe_free.values())  # stream order: every earlier launch
         finished = {t: sim.event() for t in share}
         self._pe_free.update(finished)
 
@@ -376,6 +382,21 @@ class Device:
             launch.start_ns = start
             sim.call_at(start, begin)
 
+        def guarded(worker: PeWorker, programs: list) -> None:
+            try:
+                worker.run(programs, kernel)
+            except BaseException:
+                # The error goes to whoever runs the simulation; the launch is over (failed) and
+                # its PEs are free, so the device stays usable after the error is handled.
+                launch.failed = True
+                ev = finished[(worker.cube, worker.index)]
+                if not ev.triggered:
+                    ev.succeed(max(worker.t, system.now))
+                if not launch.done.triggered:
+                    launch.end_ns = system.now
+                    launch.done.succeed(launch)
+                raise
+
         def begin() -> None:
             workers = []
             for (cube, pe), programs in share.items():
@@ -385,7 +406,7 @@ class Device:
                 )  # fmt: skip
                 workers.append(worker)
                 task = self.hub.spawn(
-                    worker.run, programs, kernel, name=f"{launch.kernel_name}@{worker.pe.name}",
+                    guarded, worker, programs, name=f"{launch.kernel_name}@{worker.pe.name}",
                     kernel_program=None,
                 )  # fmt: skip
                 task.done.callbacks.append(lambda _e, w=worker: pe_done(w))
@@ -413,6 +434,8 @@ class Device:
             back.callbacks.append(finish)
 
         def finish(ev: Event) -> None:
+            if launch.done.triggered:  # failed earlier
+                return
             launch.end_ns = ev.value
             launch.pes.sort(key=lambda p: order[p.name])
             launch.done.succeed(launch)

@@ -161,9 +161,11 @@ class PeWorker:
 
     # -- PE-local work ---------------------------------------------------------------------
     def math(self, ops: int, nbytes: int) -> None:
+        """A call on blocks: dispatch, then ``ops`` operations on pe_math (none for index and
+        address arithmetic, which the address generator does)."""
         pe = self.pe
         t = pe.dispatch(self.t)
-        self.t = pe.compute(pe.math, t, pe.spec.math_ns(ops), nbytes, 0)
+        self.t = pe.compute(pe.math, t, pe.spec.math_ns(ops), nbytes, 0) if ops else t
 
     def gemm(self, m: int, n: int, k: int, operand_bytes: int, fp32: bool) -> None:
         pe = self.pe

@@ -39,6 +39,19 @@ class Placement:
                     f"placement.{key}",
                     f"unknown policy {getattr(self, key)!r}; use one of {', '.join(POLICIES)}",
                 )
+        for key in ("cube_ids", "pe_ids"):
+            ids = getattr(self, key)
+            if ids is None:
+                continue
+            ids = tuple(ids)
+            # An empty list would place nothing (or divide by zero); a repeated id would put
+            # two shards of one tensor in one slice.
+            if not ids or len(set(ids)) != len(ids):
+                raise ConfigError(
+                    f"placement.{key}",
+                    f"must list distinct ids, at least one, or be None (all), got {ids!r}",
+                )
+            object.__setattr__(self, key, ids)
 
     @classmethod
     def single(cls, cube: int = 0, pe: int = 0) -> "Placement":
