@@ -1,0 +1,78 @@
+"""gemm: a plain tiled GEMM ``C[M, N] = A[M, K] @ B[K, N]`` on ``pes`` PEs, for sweeps.
+
+The kernel is Triton's tutorial matmul (:func:`matmul_kernel`): one program per
+``BLOCK_M x BLOCK_N`` output tile, program ``pid`` on tile ``(pid // tiles_n, pid %
+tiles_n)`` (row-major over the output), stepping K by ``BLOCK_K``.
+
+PEs: the first ``pes`` PEs of the device in cube-major order — PEs 0..pes-1 of cube 0 when
+``pes`` is at most a cube's PEs, else every PE of cubes 0..pes/P-1 (``pes`` must then be a
+multiple of the PEs per cube, P). Program ``pid`` runs on the ``pid % pes``-th of them (the
+launch's round-robin; a PE runs its programs one after the other), so neighbouring tiles of an
+output row run on neighbouring PEs.
+
+Data: spread over the HBM slices of the same PEs so every used slice holds an equal share —
+A and C split by rows (``Placement(cubes="row", pes="row")``), B split by columns
+(``Placement(cubes="col", pes="col")``); with one PE everything is in its slice. A program
+reads its A rows and B columns from whichever slices hold them, local or remote, and writes its
+C tile likewise.
+"""
+
+from dataclasses import dataclass
+
+from kernbench.bench import BenchContext, BenchResult, bench
+from kernbench.core import BenchError
+from kernbench.runtime import Device, Placement
+
+from .gemm_common import GemmParams, Layout, grid_tiles, run_gemm
+from .matmul_kernels import matmul_kernel
+
+
+@dataclass(frozen=True)
+class GemmBenchParams(GemmParams):
+    m: int = 256
+    k: int = 256
+    n: int = 256
+    block_m: int = 64
+    block_k: int = 64
+    block_n: int = 64
+    pes: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.pes, bool) or not isinstance(self.pes, int) or self.pes <= 0:
+            raise BenchError(f"bench.pes: must be a positive integer, got {self.pes!r}")
+
+
+def pe_set(pes: int, cubes: int, per_cube: int) -> list[tuple[int, int]]:
+    """The first ``pes`` PEs, cube-major; a clear error naming ``bench.pes`` if the device
+    cannot give them."""
+    total = cubes * per_cube
+    valid = f"1..{per_cube}" + (f" or a multiple of {per_cube} up to {total}" if cubes > 1 else "")
+    if pes > total:
+        raise BenchError(f"bench.pes: {pes} PEs asked, this device has {total}; use {valid}")
+    if pes > per_cube and pes % per_cube:
+        raise BenchError(
+            f"bench.pes: {pes} PEs span several cubes, so they must fill them ({per_cube} "
+            f"PEs per cube); use {valid}"
+        )
+    if pes <= per_cube:
+        return [(0, i) for i in range(pes)]
+    return [(c, i) for c in range(pes // per_cube) for i in range(per_cube)]
+
+
+def gemm_layout(p: GemmBenchParams, dev: Device) -> Layout:
+    pes = pe_set(p.pes, dev.cubes, dev.pes_per_cube)
+    cube_ids = tuple(sorted({c for c, _ in pes}))
+    pe_ids = tuple(sorted({i for _, i in pes}))
+    rows = Placement(cubes="row", pes="row", cube_ids=cube_ids, pe_ids=pe_ids)
+    cols = Placement(cubes="col", pes="col", cube_ids=cube_ids, pe_ids=pe_ids)
+    tiles = grid_tiles(p, pes)
+    grid = sum(len(t) for t in tiles.values())
+    return Layout(rows, cols, rows, matmul_kernel, grid, pes, tiles)
+
+
+@bench("gemm", params=GemmBenchParams)
+def gemm(ctx: BenchContext, p: GemmBenchParams) -> BenchResult:
+    """A tiled GEMM of any shape, tile and dtype on 1..all PEs, against its roofline."""
+    pe_set(p.pes, ctx.spec.topology.cubes, ctx.spec.hw.cube.pes)  # fail before any run
+    return run_gemm(ctx, p, lambda dev: gemm_layout(p, dev), f"gemm on {p.pes} PE(s)")

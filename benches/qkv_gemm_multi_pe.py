@@ -1,0 +1,79 @@
+"""qkv_gemm_multi_pe: the QKV projection ``X[M, K] @ W[K, N]`` sharded over every PE.
+
+Sharding (docs/kernels.md, "Benches"), with C cubes of P PEs each:
+
+- X: replicated over the cubes, split by rows over the PEs of each cube
+  (``Placement(cubes="replicate", pes="row")``): PE p of every cube holds rows chunk p of M.
+- W: split by columns over the cubes, then by rows (over K) inside each cube
+  (``Placement(cubes="col", pes="row")``): cube c holds columns chunk c of N, its PE p the
+  K-rows chunk p of those columns.
+- Output: split by columns over the cubes, by rows over the PEs
+  (``Placement(cubes="col", pes="row")``).
+
+One program per PE (:func:`sharded_matmul_kernel`, grid C x P, program ``c * P + p`` on PE p
+of cube c) computes the output rows of PE p times the columns of cube c, in tiles of BLOCK_M
+x BLOCK_N stepping K by BLOCK_K: it reads X locally, W from the slices of its own cube (no
+traffic crosses a cube boundary) and writes its output block locally.
+
+The default, M, K, N = 512, 512, 1536 (512 tokens, model width 512, Q, K and V side by side)
+in fp16 with tiles 64 x 512 x 96, gives each PE of the 4x4 default (128 PEs) one 64 x 96 output
+block computed by a single ``tl.dot`` over all of K; a run takes about 10 s of wall time, most
+of it deploying the 16 copies of X. Tiles need not be powers of two here (``tl.arange`` takes
+any length), unlike Triton.
+"""
+
+from dataclasses import dataclass
+
+from kernbench.bench import BenchContext, BenchResult, bench
+from kernbench.runtime import Device, Placement
+
+from .gemm_common import GemmParams, Layout, run_gemm
+from .matmul_kernels import chunk, sharded_matmul_kernel
+
+
+@dataclass(frozen=True)
+class QkvGemmMultiPeParams(GemmParams):
+    m: int = 512
+    k: int = 512
+    n: int = 1536
+    block_m: int = 64
+    block_k: int = 512
+    block_n: int = 96
+
+
+def sharded_tiles(
+    p: GemmParams, cubes: int, pes: int
+) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """The output tiles ``(rows, cols)`` that PE p of cube c computes."""
+    out = {}
+    for c in range(cubes):
+        c0, c1 = chunk(p.n, cubes, c)
+        for pe in range(pes):
+            r0, r1 = chunk(p.m, pes, pe)
+            out[(c, pe)] = [
+                (min(p.block_m, r1 - m0), min(p.block_n, c1 - n0))
+                for m0 in range(r0, r1, p.block_m)
+                for n0 in range(c0, c1, p.block_n)
+            ]
+    return out
+
+
+def sharded_layout(p: GemmParams, dev: Device) -> Layout:
+    return Layout(
+        a=Placement(cubes="replicate", pes="row"),
+        b=Placement(cubes="col", pes="row"),
+        c=Placement(cubes="col", pes="row"),
+        kernel=sharded_matmul_kernel,
+        grid=dev.pe_count,
+        pes=dev.all_pes(),
+        tiles=sharded_tiles(p, dev.cubes, dev.pes_per_cube),
+        meta={"CUBES": dev.cubes, "PES": dev.pes_per_cube},
+    )
+
+
+@bench("qkv_gemm_multi_pe", params=QkvGemmMultiPeParams)
+def qkv_gemm_multi_pe(ctx: BenchContext, p: QkvGemmMultiPeParams) -> BenchResult:
+    """QKV projection sharded over every PE of the device, against its roofline."""
+    t = ctx.spec.topology
+    what = f"qkv_gemm_multi_pe on {t.cubes} cubes x {ctx.spec.hw.cube.pes} PEs"
+    return run_gemm(ctx, p, lambda dev: sharded_layout(p, dev), what)
