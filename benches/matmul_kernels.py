@@ -20,6 +20,7 @@ are not multiples of the tiles work (masked-off elements load as 0 and move no b
 from typing import Any
 
 import kernbench.lang as tl
+from kernbench.runtime.kernels import matmul_tile
 
 
 @tl.jit
@@ -46,21 +47,18 @@ def matmul_kernel(
     pid_n = pid % num_pid_n
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + (offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak)
-    b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn)
-    acc_dtype = tl.int32 if a_ptr.dtype.element_ty == tl.int8 else tl.float32
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=acc_dtype)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0)
-        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & (offs_n[None, :] < N), other=0)
-        acc = tl.dot(a, b, acc)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-    c = acc.to(c_ptr.dtype.element_ty)
+    mask_m, mask_n = offs_m[:, None] < M, offs_n[None, :] < N
+    acc = matmul_tile(
+        a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, K,
+        stride_am, stride_ak, stride_bk, stride_bn, BLOCK_K, acc_type(a_ptr),
+    )  # fmt: skip
     c_ptrs = c_ptr + stride_cm * offs_m[:, None] + stride_cn * offs_n[None, :]
-    tl.store(c_ptrs, c, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=mask_m & mask_n)
+
+
+def acc_type(a_ptr: Any) -> Any:
+    """int32 accumulation for int8 inputs, fp32 for the rest."""
+    return tl.int32 if a_ptr.dtype.element_ty == tl.int8 else tl.float32
 
 
 def chunk(n: int, parts: int, i: int) -> tuple[int, int]:
@@ -94,24 +92,16 @@ def sharded_matmul_kernel(
     cube, pe = pid // PES, pid % PES
     row_lo, row_hi = chunk(M, PES, pe)
     col_lo, col_hi = chunk(N, CUBES, cube)
-    acc_dtype = tl.int32 if a_ptr.dtype.element_ty == tl.int8 else tl.float32
     for m0 in range(row_lo, row_hi, BLOCK_M):
         for n0 in range(col_lo, col_hi, BLOCK_N):
             offs_m = m0 + tl.arange(0, BLOCK_M)
             offs_n = n0 + tl.arange(0, BLOCK_N)
-            offs_k = tl.arange(0, BLOCK_K)
-            a_ptrs = a_ptr + (offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak)
-            b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn)
             mask_m = offs_m[:, None] < row_hi
             mask_n = offs_n[None, :] < col_hi
-            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=acc_dtype)
-            for k in range(0, tl.cdiv(K, BLOCK_K)):
-                k_left = K - k * BLOCK_K
-                a = tl.load(a_ptrs, mask=mask_m & (offs_k[None, :] < k_left), other=0)
-                b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n, other=0)
-                acc = tl.dot(a, b, acc)
-                a_ptrs += BLOCK_K * stride_ak
-                b_ptrs += BLOCK_K * stride_bk
+            acc = matmul_tile(
+                a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, K,
+                stride_am, stride_ak, stride_bk, stride_bn, BLOCK_K, acc_type(a_ptr),
+            )  # fmt: skip
             c = acc.to(c_ptr.dtype.element_ty)
             c_ptrs = c_ptr + stride_cm * offs_m[:, None] + stride_cn * offs_n[None, :]
             tl.store(c_ptrs, c, mask=mask_m & mask_n)

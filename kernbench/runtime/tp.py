@@ -28,6 +28,7 @@ import kernbench.lang as tl
 from kernbench.core.errors import KernelError
 from kernbench.runtime import dist
 from kernbench.runtime.device import Device
+from kernbench.runtime.kernels import matmul_tile
 from kernbench.runtime.tensor import Placement, Tensor
 
 ACTIVATIONS = ("", "relu", "gelu")
@@ -56,17 +57,8 @@ def linear_kernel(
     pid_n = pid % num_pid_n
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    x_ptrs = x_ptr + offs_m[:, None] * K + offs_k[None, :]
-    w_ptrs = w_ptr + offs_k[:, None] * N + offs_n[None, :]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(x_ptrs, mask=(offs_m[:, None] < M) & (offs_k[None, :] < k_left), other=0.0)
-        b = tl.load(w_ptrs, mask=(offs_k[:, None] < k_left) & (offs_n[None, :] < N), other=0.0)
-        acc = tl.dot(a, b, acc)
-        x_ptrs += BLOCK_K
-        w_ptrs += BLOCK_K * N
+    mask_m, mask_n = offs_m[:, None] < M, offs_n[None, :] < N
+    acc = matmul_tile(x_ptr, w_ptr, offs_m, offs_n, mask_m, mask_n, K, K, 1, N, 1, BLOCK_K)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=offs_n < N, other=0.0)
         acc = acc + bias[None, :].to(tl.float32)
@@ -75,7 +67,7 @@ def linear_kernel(
     if ACTIVATION == "gelu":
         acc = 0.5 * acc * (1.0 + tanh(0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)))
     y_ptrs = y_ptr + offs_m[:, None] * N + offs_n[None, :]
-    tl.store(y_ptrs, acc, mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+    tl.store(y_ptrs, acc, mask=mask_m & mask_n)
 
 
 def tanh(x: Any) -> Any:
