@@ -22,7 +22,7 @@ FIXTURE_CONF = TESTS_DIR / "benches_fixture" / "conf"
 SEARCHPATH = f"hydra.searchpath=[file://{FIXTURE_CONF}]"
 TINY_BENCH = (SEARCHPATH, "bench=tiny")
 TINY = (*TINY_BENCH, "topology=2x2")
-SMALL_PROBE = ("topology=2x2", "bench.sweep=false", "bench.congestion=false")
+SMALL_PROBE = ("bench=probe", "topology=2x2", "bench.sweep=false", "bench.congestion=false")
 RUN_METRICS = {"sim_time_ns", "wall_s", "sim_events"}
 # A command pays 3-6 s of mlflow start-up per process; these bound a hung one, not a slow one.
 COMMAND_TIMEOUT_S = 120

@@ -163,7 +163,7 @@ def test_interpolation_error_names_the_key():
 
 
 def test_bench_selection_and_probe_params():
-    cfg = compose_cfg("bench.size_bytes=4096", "bench.sweep=false")
+    cfg = compose_cfg("bench=probe", "bench.size_bytes=4096", "bench.sweep=false")
     assert bench_selection(cfg) == ("probe", ())
     assert bench_params_from_cfg(cfg, PROBE_LIKE) == ProbeLikeParams(size_bytes=4096, sweep=False)
 
@@ -175,7 +175,7 @@ def test_probe_yaml_sets_exactly_the_probe_params():
 
 
 def test_unknown_bench_param_names_the_valid_ones():
-    cfg = compose_cfg("+bench.foo=1")
+    cfg = compose_cfg("bench=probe", "+bench.foo=1")
     with pytest.raises(ConfigError) as info:
         bench_params_from_cfg(cfg, PROBE_LIKE)
     assert str(info.value) == (
@@ -184,14 +184,14 @@ def test_unknown_bench_param_names_the_valid_ones():
 
 
 def test_wrong_bench_param_type_names_the_key():
-    cfg = compose_cfg("bench.sweep=maybe")
+    cfg = compose_cfg("bench=probe", "bench.sweep=maybe")
     with pytest.raises(ConfigError, match=r"^bench\.sweep: expected true or false, got 'maybe'$"):
         bench_params_from_cfg(cfg, PROBE_LIKE)
 
 
 def test_bench_module_may_be_a_list():
     cfg = compose_cfg("+bench.module=[a.b,c]")
-    assert bench_selection(cfg) == ("probe", ("a.b", "c"))
+    assert bench_selection(cfg) == ("qkv_gemm", ("a.b", "c"))
 
 
 def test_missing_bench_name_is_a_config_error():
@@ -204,7 +204,7 @@ def test_flatten_gives_dotted_scalar_keys():
     flat = flatten(compose_cfg("topology=2x2"))
     assert flat["topology.mesh_w"] == 2
     assert flat["hw.hbm.pc_bw_gbs"] == 32.0
-    assert flat["bench.name"] == "probe"
+    assert flat["bench.name"] == "qkv_gemm"  # the default bench
     assert flatten({"a": {"b": [1, {"c": None}]}}) == {"a.b.0": 1, "a.b.1.c": None}
 
 
@@ -220,7 +220,7 @@ def test_probe_yaml_matches_the_registered_probe_bench():
     from kernbench.bench import get_bench
 
     info = get_bench("probe")
-    cfg = compose_cfg()
+    cfg = compose_cfg("bench=probe")
     assert bench_params_from_cfg(cfg, info) == info.params()
     assert info.param_names() == [f.name for f in dataclasses.fields(ProbeLikeParams)]
 
