@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python benchmarks/kernel_speed.py`` (figures go to docs/performance.md). Each
 bench runs ``--repeat`` times as a whole ``python -m kernbench`` command with tracking off, in a
 fresh process; the best command wall time is kept together with the run's own ``wall_s`` (the
-bench alone, without interpreter start-up and imports), its ``sim_events`` and the process's
-peak resident memory (``ru_maxrss`` of the child).
+bench alone, without interpreter start-up and imports), the child's CPU time (user + system:
+less sensitive than wall time to other load on the machine), its ``sim_events`` and its peak
+resident memory (``ru_maxrss``).
 """
 
 import argparse
@@ -31,7 +32,8 @@ CHILD = (
     "try:\n"
     "    runpy.run_module('kernbench', run_name='__main__')\n"
     "finally:\n"
-    "    print('MAXRSS=%d' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    print('MAXRSS=%d CPU=%.3f' % (r.ru_maxrss, r.ru_utime + r.ru_stime), file=sys.stderr)\n"
 )
 
 
@@ -47,8 +49,9 @@ def run_once(bench: str, topology: str, extra: tuple[str, ...], workdir: Path) -
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[3:])} failed:\n{proc.stdout}\n{proc.stderr}")
     summary = json.loads((workdir / "summary.json").read_text())
-    rss_kib = int(proc.stderr.rsplit("MAXRSS=", 1)[1].split()[0])
-    return {"command_s": wall, "summary": summary, "rss_mib": rss_kib / 1024}
+    tail = proc.stderr.rsplit("MAXRSS=", 1)[1].split()
+    rss_kib, cpu_s = int(tail[0]), float(tail[1].removeprefix("CPU="))
+    return {"command_s": wall, "cpu_s": cpu_s, "summary": summary, "rss_mib": rss_kib / 1024}
 
 
 def main() -> None:
@@ -74,28 +77,28 @@ def main() -> None:
                     bench,
                     topo,
                     best["command_s"],
+                    best["cpu_s"],
                     s["wall_s"],
                     s["sim_events"],
                     s["sim_events"] / s["wall_s"],
                     best["rss_mib"],
-                    s["metrics"].get("latency_ns", float("nan")),
                 )
             )
     head = (
         "bench",
         "topology",
         "command s",
+        "CPU s",
         "run wall_s",
         "events",
         "events/s",
-        "RSS MiB",
-        "latency_ns",
+        "peak RSS MiB",
     )
     print("| " + " | ".join(head) + " |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for b, t, cmd_s, wall_s, ev, eps, rss, lat in rows:
-        cells = (b, t, f"{cmd_s:.2f}", f"{wall_s:.2f}", f"{ev:,}", f"{eps:,.0f}", f"{rss:.0f}")
-        print("| " + " | ".join(cells) + f" | {lat:,.0f} |")
+    for b, t, cmd_s, cpu_s, wall_s, ev, eps, rss in rows:
+        cells = (b, t, f"{cmd_s:.2f}", f"{cpu_s:.2f}", f"{wall_s:.2f}", f"{ev:,}", f"{eps:,.0f}")
+        print("| " + " | ".join(cells) + f" | {rss:.0f} |")
 
 
 if __name__ == "__main__":
