@@ -52,7 +52,7 @@ def probe_run(tmp_path_factory):
     """The probe on a 2x2 mesh with sim.trace=full, logged to a SQLite store in tmp."""
     tmp = tmp_path_factory.mktemp("probe_plots")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    overrides = ["topology=2x2", "sim.trace=full", f"tracking.uri={uri}"]
+    overrides = ["bench=probe", "topology=2x2", "sim.trace=full", f"tracking.uri={uri}"]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     out = io.StringIO()
