@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernbench.bench import BenchContext, BenchResult, get_bench
-from kernbench.cli.sweep import current_sweep
+from kernbench.cli.sweep import await_parent, current_sweep, skip_exit_gc
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
     bench_params_from_cfg,
@@ -233,6 +233,11 @@ def _start_tracking(
     spec: TrackingSpec, cfg: DictConfig, summary: dict[str, Any], launch_dir: Path | None
 ) -> TrackedRun:
     sweep = current_sweep()
+    if sweep is not None:
+        sweep = await_parent(sweep)
+    if sweep is not None and sweep.tracking_uri:
+        # A job logs where its sweep's parent run is, whatever its own environment says.
+        spec = replace(spec, uri=sweep.tracking_uri, experiment=sweep.experiment)
     launch = launch_dir or _launch_dir()
     topology = summary.get("choices", {}).get("topology") or cfg.get("topology", {}).get("name")
     name = f"{summary.get('bench')}-{topology}-{summary['config_hash']}"
@@ -362,6 +367,7 @@ def _progress(console: Console, show: bool) -> Iterator[ProgressFn]:
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    skip_exit_gc()  # in the process running the job: the launcher or a worker
     outcome = run(cfg)
     # In a sweep a failed job is recorded in its summary and the other jobs still run.
     if outcome.exit_code != EXIT_OK and HydraConfig.get().mode != RunMode.MULTIRUN:
@@ -383,4 +389,5 @@ def main() -> None:
         from kernbench.cli.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:], prog="kernbench compare"))
+    skip_exit_gc()
     _hydra_main()

@@ -1,23 +1,32 @@
 """Multirun sweeps: one MLflow parent run per sweep, a child per job, and a closing verdict.
 
 :class:`SweepCallback` (registered in ``conf/config.yaml`` under ``hydra.callbacks``) runs in
-the launching process. Before any job starts it creates the store, the experiment and the
-parent run, so workers never race to create them, and publishes the parent's id to the jobs
-through the environment (inherited by joblib and local Ray workers) and ``sweep.json`` in the
-sweep directory. After the last job it reads every job's ``summary.json``, closes the parent
-as FINISHED or FAILED, prints one line per failed job and exits non-zero when any failed. If
-the sweep is interrupted, the parent is marked KILLED at exit.
+the launching process. It first rejects sweeps that cannot be logged as one parent with its
+children (:func:`check_swept_keys`). It then publishes the sweep — its id, store and
+experiment — to the jobs through the environment (inherited by joblib and local Ray workers)
+and ``sweep.json`` in the sweep directory, and creates the store, the experiment and the
+parent run in a background thread while the launcher starts its workers (ADR 0013): a job
+imports mlflow meanwhile and waits for ``sweep.json`` to name the parent before it touches
+the store, so workers never race to create it. After the last job it reads every job's
+``summary.json``, closes the parent as FINISHED or FAILED, prints one line per failed job and
+exits non-zero when any failed. If the sweep is interrupted, the parent is marked KILLED at
+exit.
 """
 
 import atexit
+import gc
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+import threading
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -26,14 +35,23 @@ from kernbench.cli.tracking import (
     TAG_PREFIX,
     Tracker,
     TrackingSpec,
+    describe_error,
+    preload_mlflow,
     resolve_uri,
     run_tags,
     ui_command,
+    uri_source,
 )
 from kernbench.config import build_spec, to_plain
+from kernbench.core.errors import ConfigError, KernbenchError
 
 ENV_VAR = "KERNBENCH_SWEEP"
 SWEEP_FILE = "sweep.json"
+# How long a job waits for the launcher to create the parent run: far longer than that takes
+# (seconds), short enough that a stuck launcher does not hold every job forever.
+PARENT_WAIT_S = 300.0
+EXIT_USER_ERROR = 2
+BENCH_KEYS = frozenset({"bench", "bench.name"})  # overrides that choose the bench
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,9 @@ class SweepInfo:
     sweep_dir: str
     parent_run_id: str | None = None
     tracking_uri: str | None = None
+    experiment: str | None = None
+    # True while the launcher is still creating the parent run; sweep.json says when done.
+    pending: bool = False
     job_num: int | None = None
 
 
@@ -64,8 +85,87 @@ def current_sweep() -> SweepInfo | None:
     return SweepInfo(**{**data, "job_num": int(hc.job.num)})
 
 
+@cache
+def skip_exit_gc() -> None:
+    """Let this process end without the interpreter's last garbage collections.
+
+    With mlflow, SQLAlchemy and Hydra loaded they take about a second per process, paid by
+    the launcher and, at the end of a sweep, by every worker while the launcher waits. At exit
+    nothing needs them: results are written and closed, logging flushes through its own exit
+    hook, and the memory goes back to the OS. Freezing moves every object to the generation
+    the collector never visits."""
+    atexit.register(gc.freeze)
+
+
+def await_parent(info: SweepInfo, timeout_s: float = PARENT_WAIT_S) -> SweepInfo:
+    """``info`` once the launcher has created the sweep's parent run, or failed to: the
+    final ``sweep.json``. Without a parent (``sweep.json`` is not visible here, as on a remote
+    Ray node, or it was not ready within ``timeout_s``) the job is logged on its own.
+
+    mlflow is imported first, so that its seconds of start-up overlap the launcher's."""
+    if not info.pending:
+        return info
+    preload_mlflow(info.tracking_uri)
+    path = Path(info.sweep_dir) / SWEEP_FILE
+    deadline = time.monotonic() + timeout_s
+    while path.exists():
+        data = json.loads(path.read_text())  # replaced atomically, never seen half-written
+        if not data.get("pending"):
+            return SweepInfo(**{**data, "job_num": info.job_num})
+        if time.monotonic() > deadline:
+            print(
+                f"warning: the sweep's MLflow parent run was not ready after {timeout_s:.0f} s;"
+                f" job {info.job_num} is logged without it",
+                file=sys.stderr,
+            )
+            break
+        time.sleep(0.05)
+    return replace(info, pending=False)
+
+
+def swept_keys(config: DictConfig) -> dict[str, str]:
+    """The keys a multirun sweeps over, each with its override: command-line sweeps and
+    ``hydra.sweeper.params``."""
+    lines = [str(o) for o in config.hydra.overrides.task]
+    params = config.hydra.get("sweeper", {}).get("params") or {}
+    lines += [f"{k}={v}" for k, v in params.items()]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return {o.key_or_group: o.input_line for o in parsed if o.is_sweep_override()}
+
+
+def check_swept_keys(swept: dict[str, str], tracking: TrackingSpec) -> None:
+    """Reject a sweep whose jobs would not log into one store and experiment: a sweep is
+    one parent run with its children, and MLflow nests runs only within one experiment."""
+    for key, override in swept.items():
+        if key == TrackingSpec.KEY or key.startswith(f"{TrackingSpec.KEY}."):
+            raise ConfigError(
+                key,
+                f"cannot be swept ({override}): a sweep logs to one MLflow store and "
+                "experiment; run one sweep per value",
+            )
+    bench = next((swept[k] for k in sorted(BENCH_KEYS) if k in swept), None)
+    if bench and tracking.enabled and not tracking.experiment:
+        raise ConfigError(
+            "tracking.experiment",
+            f"the sweep runs several benches ({bench}) and each bench logs to its own "
+            "experiment; set tracking.experiment=NAME to log the whole sweep into one, or "
+            "run one sweep per bench",
+        )
+
+
 def _sweep_dir(config: DictConfig) -> Path:
     return (Path.cwd() / str(config.hydra.sweep.dir)).resolve()
+
+
+def _publish(info: SweepInfo, *, env: bool) -> None:
+    """Write ``sweep.json`` atomically (jobs poll it) and, before the jobs start, export it."""
+    text = json.dumps({k: v for k, v in asdict(info).items() if k != "job_num"})
+    path = Path(info.sweep_dir) / SWEEP_FILE
+    tmp = path.with_name(f".{SWEEP_FILE}.{os.getpid()}")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+    if env:
+        os.environ[ENV_VAR] = text
 
 
 class SweepCallback(Callback):
@@ -73,40 +173,75 @@ class SweepCallback(Callback):
         self.tracker: Tracker | None = None
         self.parent_run_id: str | None = None
         self.closed = False
+        self.creating: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers ship the callbacks to every job's process; the parent run, its client and
+        # the thread creating it stay in the launching process.
+        return {**self.__dict__, "tracker": None, "creating": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            spec = build_spec(TrackingSpec, config.get("tracking"), TrackingSpec.KEY)
+            swept = swept_keys(config)
+            check_swept_keys(swept, spec)
+        except KernbenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
         sweep_dir = _sweep_dir(config)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         sweep_id = str(config.hydra.sweep.dir).removeprefix("outputs/multirun/")
         info = SweepInfo(sweep_id=sweep_id, sweep_dir=str(sweep_dir))
-        spec = build_spec(TrackingSpec, config.get("tracking"), TrackingSpec.KEY)
         if spec.enabled:
             bench = to_plain(config.get("bench"), "bench") or {}
             bench_name = bench.get("name") if isinstance(bench, dict) else None
-            try:
-                uri = resolve_uri(spec.uri, Path.cwd())
-                self.tracker = Tracker(uri, spec.experiment or bench_name or "kernbench")
-                overrides = [str(o) for o in config.hydra.overrides.task]
-                tags = run_tags(
-                    bench=bench_name,
-                    config_hash=None,
-                    choices={},
-                    overrides=overrides,
-                    role="sweep",
-                    sweep_id=sweep_id,
-                )
-                self.parent_run_id = self.tracker.start_run(
-                    f"sweep-{bench_name}-{sweep_id.replace('/', '_')}", {}, tags
-                )
-                info = SweepInfo(sweep_id, str(sweep_dir), self.parent_run_id, uri)
-                atexit.register(self._kill_if_open)
-            except Exception as exc:
-                print(f"warning: MLflow tracking of the sweep failed: {exc}", file=sys.stderr)
-        text = json.dumps({k: v for k, v in asdict(info).items() if k != "job_num"})
-        (sweep_dir / SWEEP_FILE).write_text(text + "\n")
-        os.environ[ENV_VAR] = text
+            if BENCH_KEYS & swept.keys():
+                bench_name = None  # several benches: the launch-time one names none of them
+            experiment = spec.experiment or bench_name or "kernbench"
+            info = replace(
+                info,
+                tracking_uri=resolve_uri(spec.uri, Path.cwd()),
+                experiment=experiment,
+                pending=True,
+            )
+            tags = run_tags(
+                bench=bench_name,
+                config_hash=None,
+                choices={},
+                overrides=[str(o) for o in config.hydra.overrides.task],
+                role="sweep",
+                sweep_id=sweep_id,
+            )
+            name = f"sweep-{bench_name or experiment}-{sweep_id.replace('/', '_')}"
+            # mlflow's import and the store take seconds (ADR 0008, 0013): do it while the
+            # launcher starts its workers, which import mlflow meanwhile too.
+            self.creating = threading.Thread(
+                target=self._create_parent,
+                args=(info, name, tags, uri_source(spec.uri)),
+                daemon=True,
+            )
+            atexit.register(self._kill_if_open)
+        _publish(info, env=True)
+        if self.creating is not None:
+            self.creating.start()
+
+    def _create_parent(self, info: SweepInfo, name: str, tags: dict[str, str], source: str) -> None:
+        try:
+            self.tracker = Tracker(str(info.tracking_uri), str(info.experiment), source)
+            self.parent_run_id = self.tracker.start_run(name, {}, tags)
+            info = replace(info, parent_run_id=self.parent_run_id)
+        except Exception as exc:
+            print(
+                f"warning: MLflow tracking of the sweep failed: {describe_error(exc)}",
+                file=sys.stderr,
+            )
+        finally:
+            # Jobs wait for this; they log without a parent if creating it failed.
+            _publish(replace(info, pending=False), env=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.creating is not None:
+            self.creating.join()
         sweep_dir = _sweep_dir(config)
         jobs = []
         # Every job Hydra started has its own directory; one without summary.json died
@@ -145,6 +280,8 @@ class SweepCallback(Callback):
             raise SystemExit(1)
 
     def _kill_if_open(self) -> None:
+        if self.creating is not None and self.creating.is_alive():
+            self.creating.join(timeout=30)
         if self.closed or self.tracker is None or self.parent_run_id is None:
             return
         try:

@@ -8,13 +8,17 @@ version, sweep id and outcome; metrics are the bench's plus ``sim_time_ns``, ``w
 ``error.txt`` for a failed run) plus the observation artifacts (``links.csv``, ``*.png``,
 ``trace.json.gz``; docs/traces.md). Every call goes through :func:`retry`, so several worker
 processes can share one SQLite store: a "database is locked" answer is retried with backoff.
-mlflow is imported only when tracking is on.
+mlflow is imported only when tracking is on. A tracking server that does not accept
+connections is reported within seconds (:func:`check_server`) instead of after MLflow's HTTP
+retries, which take minutes.
 """
 
 import os
 import random
+import socket
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import kernbench
-from kernbench.core.errors import ConfigError
+from kernbench.core.errors import ConfigError, KernbenchError
 from kernbench.core.specs import param
 
 T = TypeVar("T")
@@ -34,6 +38,8 @@ MAX_TAG_CHARS = 5000
 # MLflow's log_batch limits: 1000 metrics, 100 params and 100 tags per call.
 METRICS_PER_BATCH = 1000
 PARAMS_PER_BATCH = 100
+# A reachable server accepts a connection in milliseconds, even across a data centre.
+CONNECT_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,50 @@ def resolve_uri(uri: str | None, launch_dir: Path) -> str:
     if env:
         return env
     return f"sqlite:///{(launch_dir / 'outputs' / STORE_FILE).resolve()}"
+
+
+def uri_source(uri: str | None) -> str:
+    """The setting a resolved tracking URI came from, for error messages."""
+    if not uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    return f"{TrackingSpec.KEY}.uri"
+
+
+def check_server(uri: str, source: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """For an ``http(s)://`` tracking URI, raise :class:`ConfigError` naming ``source`` unless
+    something accepts a TCP connection at its host and port within ``timeout_s``."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ConfigError(
+            source,
+            f"no MLflow tracking server answers at {uri} ({reason}); start one, e.g. "
+            f"`mlflow server --host 127.0.0.1 --port {port}`, or log to the local store "
+            "with tracking=local",
+        ) from None
+
+
+def preload_mlflow(uri: str | None = None) -> None:
+    """Import mlflow's client, and the SQL store's modules unless ``uri`` is a server, without
+    opening any store: the seconds of ADR 0008, paid while something else is under way."""
+    try:
+        import mlflow.tracking  # noqa: F401
+
+        if not uri or not uri.startswith(("http://", "https://")):
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    except ImportError:
+        pass  # reported when the run opens the store
+
+
+def describe_error(exc: BaseException) -> str:
+    """A tracking failure as one line: a user's mistake by its message, else with its type."""
+    return str(exc) if isinstance(exc, KernbenchError) else f"{type(exc).__name__}: {exc}"
 
 
 def artifact_location(uri: str) -> str | None:
@@ -120,7 +170,8 @@ def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
 class Tracker:
     """A thin, retrying wrapper over ``MlflowClient`` for one tracking URI and experiment."""
 
-    def __init__(self, uri: str, experiment: str):
+    def __init__(self, uri: str, experiment: str, source: str = "tracking.uri"):
+        check_server(uri, source)
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
@@ -251,14 +302,15 @@ class TrackedRun:
         tracked = cls()
         try:
             uri = resolve_uri(spec.uri, launch_dir)
-            tracked.tracker = Tracker(uri, spec.experiment or bench or "kernbench")
+            experiment = spec.experiment or bench or "kernbench"
+            tracked.tracker = Tracker(uri, experiment, uri_source(spec.uri))
             tracked.run_id = tracked.tracker.create_run(run_name, tags)
             tracked.tracker.log_params(tracked.run_id, params)
         except KeyboardInterrupt:
             tracked.kill()
             raise
         except Exception as exc:
-            tracked.error = f"{type(exc).__name__}: {exc}"
+            tracked.error = describe_error(exc)
         return tracked
 
     def finish(

@@ -8,6 +8,7 @@ reports.
 
 import csv
 from collections.abc import Mapping
+from operator import add
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,11 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
     units: dict[str, dict[str, Any]] = {}
     for system in obs["systems"]:
         links = system["links"]
-        for i in range(n):
-            nbytes[i] += links["bytes"][i]
-            flits[i] += links["flits"][i]
-            busy[i] += links["busy_ns"][i]
-            wait[i] = max(wait[i], links["max_wait_ns"][i])
+        # Element-wise over the edges, in C: a run may start many systems of many edges.
+        nbytes = list(map(add, nbytes, links["bytes"]))
+        flits = list(map(add, flits, links["flits"]))
+        busy = list(map(add, busy, links["busy_ns"]))
+        wait = list(map(max, wait, links["max_wait_ns"]))
         for u in system["units"]:
             row = units.setdefault(
                 u["name"],
@@ -102,10 +103,9 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def write_links_csv(rows: list[dict[str, Any]], path: Path) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in COLUMNS})
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerows([row[k] for k in COLUMNS] for row in rows)
 
 
 def hottest_tables(rows: list[dict[str, Any]], top: int = 10) -> list[dict[str, Any]]:

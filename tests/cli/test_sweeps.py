@@ -3,12 +3,16 @@ job, from the basic, joblib and Ray launchers, and a sweep with a failing job.""
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from tracking_helpers import (
+    SEARCHPATH,
     TINY,
     TINY_BENCH,
     artifact_text,
@@ -20,7 +24,16 @@ from tracking_helpers import (
     start_kernbench,
 )
 
-from kernbench.cli.sweep import SweepCallback
+from kernbench.cli.sweep import (
+    SWEEP_FILE,
+    SweepCallback,
+    SweepInfo,
+    await_parent,
+    check_swept_keys,
+    swept_keys,
+)
+from kernbench.cli.tracking import TrackingSpec
+from kernbench.core.errors import ConfigError
 
 
 def split(runs: list[Run]) -> tuple[Run, list[Run]]:
@@ -32,13 +45,16 @@ def split(runs: list[Run]) -> tuple[Run, list[Run]]:
     return parents[0], sorted(children, key=lambda r: int(r.data.tags["kernbench.job_num"]))
 
 
-def assert_children_of(parent: Run, children: list[Run], sweep_dir: Path) -> None:
+def assert_children_of(
+    parent: Run, children: list[Run], sweep_dir: Path, bench: str = "tiny"
+) -> None:
     """Every child points at the parent and shares its sweep id, and is the run its job's
     summary.json names."""
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     assert sweep["parent_run_id"] == parent.info.run_id
+    assert sweep["pending"] is False
     assert parent.data.tags["kernbench.sweep_id"] == sweep["sweep_id"]
-    assert parent.info.run_name.startswith("sweep-tiny-")
+    assert parent.info.run_name.startswith(f"sweep-{bench}-")
     assert "mlflow.parentRunId" not in parent.data.tags
     for child in children:
         job = child.data.tags["kernbench.job_num"]
@@ -62,6 +78,7 @@ def basic_sweeps(tmp_path_factory) -> dict[str, tuple[str, Path, subprocess.Comp
     sweeps = {
         "grid": (*TINY_BENCH, "topology=2x2,4x4", "hw.hbm.pc_bw_gbs=16.0,32.0"),
         "failing": (*TINY, "bench.repeats=1,0,2"),
+        "benches": (SEARCHPATH, "bench=tiny,probe", "topology=2x2", "tracking.experiment=mixed"),
     }
     started = {}
     try:
@@ -206,3 +223,114 @@ def test_a_job_that_left_no_summary_counts_as_failed(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "sweep: 2 jobs, 1 ok, 1 failed" in out
     assert "job 1 [topology=4x4]: the job ended without a summary.json" in err
+
+
+def test_a_sweep_over_benches_logs_into_one_experiment(basic_sweeps):
+    uri, sweep_dir, proc = basic_sweeps["benches"]
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep: 2 jobs, 2 ok, 0 failed" in proc.stdout
+    parent, children = split(runs_in(uri, "mixed"))
+    assert_children_of(parent, children, sweep_dir, bench="mixed")
+    assert parent.data.tags["kernbench.bench"] == ""
+    assert [c.data.tags["kernbench.bench"] for c in children] == ["tiny", "probe"]
+    assert statuses([parent, *children]) == ["FINISHED"] * 3
+    experiments = {e.name for e in MlflowClient(tracking_uri=uri).search_experiments()}
+    assert not experiments & {"tiny", "probe"}
+
+
+SWEEP_ONE_STORE = "a sweep logs to one MLflow store and experiment; run one sweep per value"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            (*TINY, "tracking.experiment=a,b"),
+            f"tracking.experiment: cannot be swept (tracking.experiment=a,b): {SWEEP_ONE_STORE}",
+        ),
+        (
+            (*TINY, "tracking.uri='sqlite:///a.db','sqlite:///b.db'"),
+            "tracking.uri: cannot be swept "
+            f"(tracking.uri='sqlite:///a.db','sqlite:///b.db'): {SWEEP_ONE_STORE}",
+        ),
+        (
+            (*TINY, "tracking=local,off"),
+            f"tracking: cannot be swept (tracking=local,off): {SWEEP_ONE_STORE}",
+        ),
+        (
+            (SEARCHPATH, "topology=2x2", "bench=tiny,probe"),
+            "tracking.experiment: the sweep runs several benches (bench=tiny,probe) and each "
+            "bench logs to its own experiment; set tracking.experiment=NAME to log the whole "
+            "sweep into one, or run one sweep per bench",
+        ),
+    ],
+    ids=["experiment", "uri", "group", "benches"],
+)
+def test_a_sweep_that_would_split_its_runs_is_rejected(tmp_path, overrides, message):
+    proc = run_kernbench(tmp_path, "-m", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.rstrip("\n").splitlines()[-1] == f"error: {message}"
+    assert not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "outputs").exists()  # no store, no run
+
+
+def sweep_config(*task: str, params: dict | None = None):
+    hydra = {"overrides": {"task": list(task)}, "sweeper": {"params": params}}
+    return OmegaConf.create({"hydra": hydra})
+
+
+def test_swept_keys_come_from_the_command_line_and_the_sweeper_params():
+    config = sweep_config(
+        "topology=2x2,4x4",
+        "hw.hbm.pc_bw_gbs=16",
+        "+bench.x=1",
+        params={"tracking.experiment": "a,b"},
+    )
+    assert swept_keys(config) == {
+        "topology": "topology=2x2,4x4",
+        "tracking.experiment": "tracking.experiment=a,b",
+    }
+    with pytest.raises(ConfigError) as info:
+        check_swept_keys(swept_keys(config), TrackingSpec())
+    assert info.value.key == "tracking.experiment"
+
+
+def test_sweeping_benches_is_fine_without_tracking_or_with_one_experiment():
+    swept = swept_keys(sweep_config("bench=tiny,probe"))
+    check_swept_keys(swept, TrackingSpec(enabled=False))
+    check_swept_keys(swept, TrackingSpec(experiment="all"))
+    with pytest.raises(ConfigError, match=r"^tracking.experiment: the sweep runs several"):
+        check_swept_keys(swept, TrackingSpec())
+
+
+def write_sweep_file(sweep_dir: Path, **fields) -> None:
+    info = {"sweep_id": "s", "sweep_dir": str(sweep_dir), **fields}
+    (sweep_dir / SWEEP_FILE).write_text(json.dumps(info))
+
+
+def test_a_job_waits_for_the_parent_run_the_launcher_is_creating(tmp_path):
+    pending = SweepInfo("s", str(tmp_path), tracking_uri="sqlite:///x.db", pending=True, job_num=3)
+    write_sweep_file(tmp_path, tracking_uri="sqlite:///x.db", pending=True)
+
+    def launcher_done() -> None:
+        time.sleep(0.3)
+        write_sweep_file(tmp_path, tracking_uri="sqlite:///x.db", parent_run_id="p1", pending=False)
+
+    thread = threading.Thread(target=launcher_done)
+    thread.start()
+    try:
+        info = await_parent(pending)
+    finally:
+        thread.join()
+    assert (info.parent_run_id, info.pending, info.job_num) == ("p1", False, 3)
+    assert info.tracking_uri == "sqlite:///x.db"
+
+
+def test_a_job_without_the_sweep_file_or_a_parent_in_time_logs_on_its_own(tmp_path, capsys):
+    pending = SweepInfo("s", str(tmp_path / "elsewhere"), pending=True, job_num=1)
+    assert await_parent(pending) == SweepInfo("s", str(tmp_path / "elsewhere"), job_num=1)
+    write_sweep_file(tmp_path, pending=True)
+    stuck = SweepInfo("s", str(tmp_path), pending=True, job_num=2)
+    info = await_parent(stuck, timeout_s=0.2)
+    assert (info.parent_run_id, info.pending) == (None, False)
+    assert "job 2 is logged without it" in capsys.readouterr().err
