@@ -155,9 +155,24 @@ def get_tensor_model_parallel_world_size() -> int:
     return ctx.group.tp_size
 
 
-def _split(n: int, parts: int, name: str, size: int) -> None:
-    if n % parts:
-        raise KernelError(f"{name}={n} is not divisible by the tensor-parallel size {size}")
+def _shard(
+    layer: str, in_features: int, out_features: int, weight: np.ndarray, split: int
+) -> tuple[slice, int]:
+    """This rank's slice of ``weight`` (``out x in``) along axis ``split`` (0: output features,
+    1: input features) and its size, after checking the shapes against the group."""
+    ctx = _tp(layer)
+    world, rank = ctx.group.tp_size or 1, ctx.rank
+    name, n = ("out_features", out_features) if split == 0 else ("in_features", in_features)
+    if n % world:
+        raise KernelError(
+            f"{layer}: {name}={n} is not divisible by the tensor-parallel size {world}"
+        )
+    if weight.shape != (out_features, in_features):
+        raise KernelError(
+            f"{layer}: weight shape {weight.shape} should be ({out_features}, {in_features})"
+        )
+    part = n // world
+    return slice(rank * part, (rank + 1) * part), part
 
 
 class ColumnParallelLinear:
@@ -177,18 +192,8 @@ class ColumnParallelLinear:
     ):
         if gather_output:
             raise KernelError("ColumnParallelLinear: gather_output=True is not available")
-        ctx = _tp("ColumnParallelLinear")
-        world, rank = ctx.group.tp_size or 1, ctx.rank
-        _split(out_features, world, "out_features", world)
-        if weight.shape != (out_features, in_features):
-            raise KernelError(
-                f"ColumnParallelLinear: weight shape {weight.shape} should be "
-                f"({out_features}, {in_features})"
-            )
-        part = out_features // world
-        rows = slice(rank * part, (rank + 1) * part)
-        dev = dist.device()
-        self.device = dev
+        rows, part = _shard("ColumnParallelLinear", in_features, out_features, weight, split=0)
+        dev = self.device = dist.device()
         self.activation = activation
         self.out_per_rank = part
         self.weight_t = dev.tensor(weight[rows].T, dtype, placement=on_cube("col"), name="w1_t")
@@ -220,18 +225,8 @@ class RowParallelLinear:
     ):
         if not input_is_parallel:
             raise KernelError("RowParallelLinear: only input_is_parallel=True is available")
-        ctx = _tp("RowParallelLinear")
-        world, rank = ctx.group.tp_size or 1, ctx.rank
-        _split(in_features, world, "in_features", world)
-        if weight.shape != (out_features, in_features):
-            raise KernelError(
-                f"RowParallelLinear: weight shape {weight.shape} should be "
-                f"({out_features}, {in_features})"
-            )
-        part = in_features // world
-        cols = slice(rank * part, (rank + 1) * part)
-        dev = dist.device()
-        self.device = dev
+        cols, _part = _shard("RowParallelLinear", in_features, out_features, weight, split=1)
+        dev = self.device = dist.device()
         self.weight_t = dev.tensor(weight[:, cols].T, dtype, placement=on_cube("col"), name="w2_t")
         self.bias = (
             None if bias is None else dev.tensor(bias, "fp32", placement=on_cube("row"), name="b2")
