@@ -26,7 +26,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernbench.bench import BenchContext, BenchResult, get_bench
-from kernbench.cli.sweep import await_parent, current_sweep, skip_exit_gc
+from kernbench.cli.heap import frozen_heap, skip_exit_gc
+from kernbench.cli.sweep import await_parent, current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
     bench_params_from_cfg,
@@ -344,10 +345,18 @@ def _print_result(console: Console, summary: dict[str, Any]) -> None:
 
 @contextmanager
 def _progress(console: Console, show: bool) -> Iterator[ProgressFn]:
-    """A ``progress(done, total, what)`` callback driving a rich bar, or a no-op."""
-    if not show:
-        yield lambda done, total, what: None
-        return
+    """The bench's run: a ``progress(done, total, what)`` callback driving a rich bar, or a
+    no-op; the long-lived heap stays frozen meanwhile (:func:`frozen_heap`)."""
+    with frozen_heap():
+        if not show:
+            yield lambda done, total, what: None
+            return
+        with _progress_bar(console) as update:
+            yield update
+
+
+@contextmanager
+def _progress_bar(console: Console) -> Iterator[ProgressFn]:
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

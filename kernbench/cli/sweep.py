@@ -14,14 +14,12 @@ exit.
 """
 
 import atexit
-import gc
 import json
 import os
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +81,6 @@ def current_sweep() -> SweepInfo | None:
     if data is None:
         data = {"sweep_id": str(hc.sweep.dir), "sweep_dir": str(hc.sweep.dir)}
     return SweepInfo(**{**data, "job_num": int(hc.job.num)})
-
-
-@cache
-def skip_exit_gc() -> None:
-    """Let this process end without the interpreter's last garbage collections.
-
-    With mlflow, SQLAlchemy and Hydra loaded they take about a second per process, paid by
-    the launcher and, at the end of a sweep, by every worker while the launcher waits. At exit
-    nothing needs them: results are written and closed, logging flushes through its own exit
-    hook, and the memory goes back to the OS. Freezing moves every object to the generation
-    the collector never visits."""
-    atexit.register(gc.freeze)
 
 
 def await_parent(info: SweepInfo, timeout_s: float = PARENT_WAIT_S) -> SweepInfo:
