@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kernbench.bench import BenchContext, BenchResult, get_bench
 from kernbench.cli.heap import frozen_heap, skip_exit_gc
+from kernbench.cli.overrides import unknown_bench_keys
 from kernbench.cli.sweep import await_parent, current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
@@ -398,5 +399,9 @@ def main() -> None:
         from kernbench.cli.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:], prog="kernbench compare"))
+    problem = unknown_bench_keys(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     skip_exit_gc()
     _hydra_main()

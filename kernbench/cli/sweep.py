@@ -15,6 +15,7 @@ exit.
 
 import atexit
 import json
+import multiprocessing
 import os
 import sys
 import threading
@@ -139,6 +140,37 @@ def check_swept_keys(swept: dict[str, str], tracking: TrackingSpec) -> None:
         )
 
 
+def warm_workers(config: DictConfig, tracking_uri: str | None) -> bool:
+    """With the joblib launcher on its default process backend (loky), start the workers
+    from a fork server that has imported kernbench, and mlflow when ``tracking_uri`` is set,
+    once: each loky worker would otherwise import them on its own, seconds per worker
+    (ADR 0008, 0014). The fork server is a fresh single-threaded process, so its children
+    inherit no threads, locks or database connections. Returns whether it was set up;
+    nothing changes when loky's start method was already chosen or another launcher or
+    backend runs the jobs."""
+    launcher = config.hydra.get("launcher") or {}
+    if not str(launcher.get("_target_", "")).endswith(".JoblibLauncher"):
+        return False
+    if launcher.get("backend") not in (None, "loky") or launcher.get("prefer") == "threads":
+        return False
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    try:
+        from joblib.externals.loky.backend import context as loky_context
+    except ImportError:
+        return False
+    if loky_context.get_start_method() is not None:
+        return False
+    modules = ["kernbench.cli.main"]
+    if tracking_uri:
+        modules.append("mlflow.tracking")
+        if not tracking_uri.startswith(("http://", "https://")):
+            modules.append("mlflow.store.tracking.sqlalchemy_store")
+    multiprocessing.set_forkserver_preload([*modules, "kernbench.cli.preload"])
+    loky_context.set_start_method("forkserver")
+    return True
+
+
 def _sweep_dir(config: DictConfig) -> Path:
     return (Path.cwd() / str(config.hydra.sweep.dir)).resolve()
 
@@ -208,6 +240,7 @@ class SweepCallback(Callback):
             )
             atexit.register(self._kill_if_open)
         _publish(info, env=True)
+        warm_workers(config, info.tracking_uri)
         if self.creating is not None:
             self.creating.start()
 
