@@ -5,7 +5,9 @@ runs ``--repeat`` times and the best wall time is kept; bare SimPy is measured b
 script on the same machine for comparison. ``--trace`` measures instead the cost of
 observation: the default probe with ``sim.trace=off``, ``summary`` and ``full``, the levels
 interleaved in every repeat, both the simulation alone and with the run's observation
-artifacts written (links.csv, plots, trace.json.gz).
+artifacts written (links.csv, plots, trace.json.gz). ``--gc`` measures the default probe with
+mlflow loaded (as in a tracked run), on the heap as it is and on a frozen heap
+(``kernbench.cli.heap.frozen_heap``), interleaved, best CPU time of each.
 """
 
 import argparse
@@ -116,11 +118,41 @@ def trace_cost(repeat: int) -> None:
         )
 
 
+def gc_cost(repeat: int) -> None:
+    import gc
+
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (what a tracked run has loaded)
+
+    from kernbench.cli.heap import frozen_heap
+
+    best = {"as it is": float("inf"), "frozen": float("inf")}
+    tracked = len(gc.get_objects())
+    for _ in range(repeat):
+        for mode in best:
+            gc.collect()
+            t0 = time.process_time()
+            if mode == "frozen":
+                with frozen_heap():
+                    default_probe()
+            else:
+                default_probe()
+            best[mode] = min(best[mode], time.process_time() - t0)
+    print(f"objects the collector tracks with mlflow loaded: {tracked:,}")
+    print("| heap | default probe, CPU s |")
+    print("| --- | ---: |")
+    for mode, seconds in best.items():
+        print(f"| {mode} | {seconds:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--trace", action="store_true", help="measure the cost of sim.trace")
+    parser.add_argument("--gc", action="store_true", help="measure the frozen heap's effect")
     args = parser.parse_args()
+    if args.gc:
+        gc_cost(args.repeat)
+        return
     if args.trace:
         trace_cost(args.repeat)
         return
