@@ -7,7 +7,10 @@ observation: the default probe with ``sim.trace=off``, ``summary`` and ``full``,
 interleaved in every repeat, both the simulation alone and with the run's observation
 artifacts written (links.csv, plots, trace.json.gz). ``--gc`` measures the default probe with
 mlflow loaded (as in a tracked run), on the heap as it is and on a frozen heap
-(``kernbench.cli.heap.frozen_heap``), interleaved, best CPU time of each.
+(``kernbench.cli.heap.frozen_heap``), interleaved, best CPU time of each. ``--commands`` times
+the default probe end to end, ``python -m kernbench bench=probe sim.trace=<level>`` with
+tracking on (a store that exists) and off, the six commands interleaved in each of
+``--repeat`` rounds; it reports the median and the fastest of each.
 """
 
 import argparse
@@ -144,12 +147,54 @@ def gc_cost(repeat: int) -> None:
         print(f"| {mode} | {seconds:.3f} |")
 
 
+def command_cost(repeat: int) -> None:
+    import statistics
+    import subprocess
+    import sys
+
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(  # the store exists before the first timed command
+            [sys.executable, "-m", "kernbench", "bench=probe", "topology=2x2", "bench.sweep=false"],
+            cwd=tmp,
+            capture_output=True,
+            check=True,
+        )
+        for _ in range(repeat):
+            for tracking in ("tracking=local", "tracking=off"):
+                for level in TRACE_LEVELS:
+                    t0 = time.perf_counter()
+                    subprocess.run(
+                        [sys.executable, "-m", "kernbench", "bench=probe", f"sim.trace={level}",
+                         tracking],
+                        cwd=tmp,
+                        capture_output=True,
+                        check=True,
+                    )  # fmt: skip
+                    times.setdefault((tracking, level), []).append(time.perf_counter() - t0)
+    print("| tracking | sim.trace | median s | vs off | fastest s | vs off |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for (tracking, level), values in times.items():
+        med, fast = statistics.median(values), min(values)
+        off = times[(tracking, "off")]
+        print(
+            f"| {tracking.split('=')[1]} | {level} | {med:.2f} | "
+            f"{med / statistics.median(off):.2f}x | {fast:.2f} | {fast / min(off):.2f}x |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--trace", action="store_true", help="measure the cost of sim.trace")
     parser.add_argument("--gc", action="store_true", help="measure the frozen heap's effect")
+    parser.add_argument(
+        "--commands", action="store_true", help="time the default probe command per trace level"
+    )
     args = parser.parse_args()
+    if args.commands:
+        command_cost(args.repeat)
+        return
     if args.gc:
         gc_cost(args.repeat)
         return

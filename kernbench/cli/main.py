@@ -20,7 +20,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,6 +45,7 @@ from kernbench.config import (
 )
 from kernbench.core.errors import BenchError, KernbenchError
 from kernbench.report import metrics_table, render_report, rich_table, write_observation
+from kernbench.report.plot_workers import PlotWorkers
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,11 +92,14 @@ def run(
     error: str | None = None
     exit_code = EXIT_FAILED
     tracked: TrackedRun | None = None
+    plotters: PlotWorkers | None = None
     try:
         # A sweep job records no trace unless sim.trace is set on the command line.
-        cfg = sweep_trace_default(
-            cfg, multirun=current_sweep() is not None, overrides=_hydra_overrides()
-        )
+        in_sweep = current_sweep() is not None
+        cfg = sweep_trace_default(cfg, multirun=in_sweep, overrides=_hydra_overrides())
+        # The plots' helper imports matplotlib while the store opens and the bench runs.
+        level = OmegaConf.select(cfg, "sim.trace", default="off")
+        plotters = PlotWorkers.for_run(str(level), in_sweep=in_sweep)
         values = normalized(cfg)
         summary["config_hash"] = config_hash(values)
         summary["params"] = flatten(values)
@@ -123,7 +127,7 @@ def run(
                 f"bench {name!r} returned {type(result).__name__}, expected a BenchResult"
             )
         summary.update(_result_fields(result, ctx))
-        write_observation(out_dir, summary, ctx.observations())
+        write_observation(out_dir, summary, ctx.observations(), plotters)
         failed_checks = [k for k, ok in result.checks.items() if not ok]
         if failed_checks:
             error = f"checks failed: {', '.join(failed_checks)}"
@@ -143,6 +147,9 @@ def run(
         detail = traceback.format_exc()
         (out_dir / "error.txt").write_text(detail)
         err_console.print(detail, markup=False, highlight=False, soft_wrap=True)
+    finally:
+        if plotters is not None:
+            plotters.close()
     summary["wall_s"] = time.perf_counter() - started
     if error is not None:
         summary["error"] = error

@@ -7,24 +7,40 @@ observation records (plain data, ADR 0009) and describes them in ``summary["obse
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a plot worker imports this package before its own module
+    from kernbench.report.plot_workers import PlotWorkers
 
 LINKS_CSV = "links.csv"
 TRACE_FILE = "trace.json.gz"
 TOP_N = 10
 
 
-def write_observation(out_dir: Path, summary: dict[str, Any], obs: Mapping[str, Any]) -> None:
+def write_observation(
+    out_dir: Path,
+    summary: dict[str, Any],
+    obs: Mapping[str, Any],
+    workers: "PlotWorkers | None" = None,
+) -> None:
     """Nothing with ``sim.trace=off`` (empty ``obs``); else the table, plots and, with
     ``full``, the trace. Artifacts of an earlier run in the same directory are removed first,
-    so they cannot be logged with this one."""
+    so they cannot be logged with this one. The plots are drawn by ``workers`` when given
+    (started when the run began: :mod:`kernbench.report.plot_workers`), else here."""
     for old in [out_dir / LINKS_CSV, out_dir / TRACE_FILE, *out_dir.glob("*.png")]:
         old.unlink(missing_ok=True)
     if not obs:
         return
-    from kernbench.report import plots, stats, trace
+    from kernbench.report import stats, trace
+    from kernbench.report.plot_workers import draw
 
     rows = stats.link_rows(obs)
+    batches = [
+        [("probe_plots", (summary.get("metrics", {}),))],
+        [("link_heatmap", (obs, rows)), ("busy_plot", (obs, rows))],
+    ]
+    if workers is not None:
+        workers.send(batches, out_dir)  # drawn meanwhile
     stats.write_links_csv(rows, out_dir / LINKS_CSV)
     observe: dict[str, Any] = {
         "level": obs["level"],
@@ -42,9 +58,7 @@ def write_observation(out_dir: Path, summary: dict[str, Any], obs: Mapping[str, 
         if obs["dropped"]:
             observe["note"] = trace.cap_note(obs)
             summary.setdefault("notes", []).append(observe["note"])
-    written = plots.probe_plots(summary.get("metrics", {}), out_dir)
-    written += plots.link_heatmap(obs, rows, out_dir)
-    written += plots.busy_plot(obs, rows, out_dir)
+    written = draw(batches, out_dir, workers)
     observe["plots"] = [{"file": name, "title": PLOT_TITLES.get(name, name)} for name in written]
     summary["observe"] = observe
 
