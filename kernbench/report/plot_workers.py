@@ -50,10 +50,11 @@ class PlotWorkers:
             for _ in range(count):
                 err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "kernbench.report.plot_workers"],
+                    [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
+                    env=_same_kernbench_env(),
                 )
                 self.procs.append(proc)
                 self.errors[proc.pid] = err
@@ -120,6 +121,16 @@ class PlotWorkers:
         for err in self.errors.values():
             err.close()
         self.procs, self.sent, self.errors = [], [], {}
+
+
+def _same_kernbench_env() -> dict[str, str]:
+    """The environment for a worker that imports the kernbench this process runs, whatever
+    the working directory holds (``-P`` keeps it off ``sys.path``)."""
+    import kernbench
+
+    root = str(Path(kernbench.__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path] if path else [root])}
 
 
 def draw(

@@ -104,3 +104,25 @@ def test_a_single_run_on_two_cores_uses_workers_until_matplotlib_is_here():
     expected = 2 if cpus >= 2 else 0
     assert (summary, full, off, sweep) == (expected, expected, 0, 0)
     assert second == "0"
+
+
+DECOY = """
+from pathlib import Path
+from kernbench.report.plot_workers import PlotWorkers
+workers = PlotWorkers(1)
+workers.send([[("probe_plots", ({},))]], Path("."))
+print(workers.collect())
+"""
+
+
+def test_workers_import_the_kernbench_of_the_run_not_one_in_the_working_directory(tmp_path):
+    (tmp_path / "kernbench").mkdir()
+    (tmp_path / "kernbench" / "__init__.py").write_text("raise SystemExit('a decoy')\n")
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", DECOY],  # -P: like the console script, cwd not on the path
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr
