@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -40,15 +41,30 @@ def usable_cpus() -> int:
 
 class PlotWorkers:
     """Helper processes started now, given their batches by :meth:`send`, read by
-    :meth:`collect`; :meth:`close` stops any that are left (a failed or interrupted run)."""
+    :meth:`collect`; :meth:`close` stops any that are left (a failed or interrupted run).
+
+    The first worker starts at once, each next one when the previous has imported matplotlib:
+    on two cores, one import at a time runs beside the run instead of all of them competing
+    with it."""
 
     def __init__(self, count: int = WORKERS) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sent: list[subprocess.Popen[bytes]] = []
         self.errors: dict[int, IO[bytes]] = {}  # pid -> its stderr, read only if it fails
-        try:
-            for _ in range(count):
-                err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+        self.greeted: set[int] = set()  # pids whose READY line the starter thread has read
+        self.lock = threading.Lock()
+        self.closed = False
+        self.starter: threading.Thread | None = None
+        if self._start_one() and count > 1:
+            self.starter = threading.Thread(target=self._start_rest, args=(count - 1,), daemon=True)
+            self.starter.start()
+
+    def _start_one(self) -> bool:
+        with self.lock:
+            if self.closed:
+                return False
+            err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+            try:
                 proc = subprocess.Popen(
                     [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
                     stdin=subprocess.PIPE,
@@ -56,10 +72,22 @@ class PlotWorkers:
                     stderr=err,
                     env=_same_kernbench_env(),
                 )
-                self.procs.append(proc)
-                self.errors[proc.pid] = err
-        except OSError:
-            self.close()
+            except OSError:
+                err.close()
+                return False
+            self.procs.append(proc)
+            self.errors[proc.pid] = err
+            return True
+
+    def _start_rest(self, count: int) -> None:
+        for _ in range(count):
+            last = self.procs[-1]
+            assert last.stdout is not None
+            if last.stdout.read(len(READY)) != READY:
+                return  # it died or was stopped; collect() reports a death
+            self.greeted.add(last.pid)
+            if not self._start_one():
+                return
 
     @classmethod
     def for_run(cls, level: str, *, in_sweep: bool) -> "PlotWorkers | None":
@@ -73,6 +101,8 @@ class PlotWorkers:
     def send(self, batches: Sequence[Sequence[Task]], out_dir: Path) -> None:
         """Hand the batches to the workers (all to one when there is one), which start
         drawing while this process writes the other artifacts."""
+        if self.starter is not None:
+            self.starter.join()
         if not self.procs:
             return
         if len(self.procs) < len(batches):
@@ -93,11 +123,12 @@ class PlotWorkers:
             for proc in self.sent:
                 assert proc.stdout is not None
                 out = proc.stdout.read()
-                if proc.wait() != 0 or not out.startswith(READY):
+                greeting = b"" if proc.pid in self.greeted else READY
+                if proc.wait() != 0 or not out.startswith(greeting):
                     lines = self._stderr(proc).strip().splitlines()
                     why = lines[-1] if lines else f"exit code {proc.returncode}"
                     raise RuntimeError(f"the plot worker failed: {why}")
-                status, value = pickle.loads(out[len(READY) :])
+                status, value = pickle.loads(out[len(greeting) :])
                 if status != "ok":
                     raise RuntimeError(f"the plot worker failed: {value}")
                 written += value
@@ -111,10 +142,16 @@ class PlotWorkers:
         return err.read().decode(errors="replace")
 
     def close(self) -> None:
+        with self.lock:
+            self.closed = True  # the starter thread starts no more: the list is final
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
+        for proc in self.procs:
             proc.wait()
+        if self.starter is not None:
+            self.starter.join()  # it ends at the EOF of the worker it waited for
+        for proc in self.procs:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     stream.close()

@@ -32,8 +32,8 @@ def test_workers_draw_the_same_files_as_the_run_itself(probe_batches, tmp_path):
     here.mkdir()
     there.mkdir()
     workers = PlotWorkers(2)
-    assert len(workers.procs) == 2
     workers.send(probe_batches, there)
+    assert len(workers.sent) == 2  # the second started once the first had matplotlib
     by_workers = draw(probe_batches, there, workers)
     in_process = draw(probe_batches, here, None)
     assert (
@@ -64,8 +64,9 @@ def test_one_worker_draws_every_batch_in_order(probe_batches, tmp_path):
 
 def test_a_failing_plot_fails_with_its_message(tmp_path):
     workers = PlotWorkers(2)
-    procs = list(workers.procs)
     workers.send([[("probe_plots", ({"a/sweep/4KiB/effective_bw_gbs": "x"},))]], tmp_path)
+    procs = list(workers.procs)
+    assert len(procs) == 2
     with pytest.raises(RuntimeError, match=r"^the plot worker failed: ValueError: could not"):
         draw([], tmp_path, workers)
     assert all(p.poll() is not None for p in procs)  # the unused second one too
@@ -73,10 +74,21 @@ def test_a_failing_plot_fails_with_its_message(tmp_path):
 
 def test_close_stops_workers_that_were_never_used():
     workers = PlotWorkers(2)
+    assert workers.starter is not None
+    workers.starter.join()  # both started
     procs = list(workers.procs)
     workers.close()
     assert [p.poll() is not None for p in procs] == [True, True]
     assert draw([], None, workers) == []  # nothing sent: drawn here, nothing to draw
+
+
+def test_closing_before_the_first_is_ready_starts_no_other():
+    workers = PlotWorkers(3)
+    first = workers.procs[0]
+    workers.close()  # the first is still importing matplotlib
+    assert first.poll() is not None
+    assert workers.starter is not None and not workers.starter.is_alive()
+    assert workers.procs == [] and workers._start_one() is False
 
 
 FOR_RUN = """
@@ -84,6 +96,8 @@ import sys
 from kernbench.report.plot_workers import PlotWorkers, usable_cpus
 def count(level, in_sweep=False):
     w = PlotWorkers.for_run(level, in_sweep=in_sweep)
+    if w and w.starter:
+        w.starter.join()
     n = len(w.procs) if w else 0
     if w:
         w.close()
