@@ -192,8 +192,9 @@ def _draw_batch(batch: Sequence[Task], out_dir: Path) -> list[str]:
 def _serve() -> None:
     """A worker: import matplotlib, then draw the one batch read from stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's; it kills us
-    import kernbench.report.plots  # noqa: F401  (the import this process exists to pay early)
+    from kernbench.report import plots  # the import this process exists to pay early
 
+    plots.warm_up()
     out = sys.stdout.buffer
     out.write(READY)
     out.flush()

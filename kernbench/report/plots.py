@@ -39,6 +39,19 @@ def _size_bytes(label: str) -> int | None:
     return int(m.group(1)) * _UNIT[m.group(2)] if m else None
 
 
+def warm_up() -> None:
+    """Draw a small throw-away figure: a process's first figure loads fonts and sets up the
+    renderer, a few tenths of a second that a plot worker pays while it waits (ADR 0015)."""
+    import io
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.bar(["a"], [1.0], color="C0")
+    ax.set_title("warm-up", y=1.0)
+    ax.text(0, 0.5, "x\ny", fontsize=7)
+    fig.savefig(io.BytesIO(), format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    plt.close(fig)
+
+
 def _save(fig: Any, out_dir: Path, name: str) -> str:
     # Fixed margins instead of tight_layout and fast PNG compression: each layout pass or
     # strong compression costs about a tenth of a second per figure.
