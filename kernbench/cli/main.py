@@ -119,7 +119,8 @@ def run(
         info = get_bench(name, modules)
         params = bench_params_from_cfg(cfg, info)
         devices = devices_from_cfg(cfg, spec)
-        with _progress(console, show_progress) as progress:
+        # The collector skips the heap mlflow, SQLAlchemy and Hydra left (kernbench/cli/heap.py).
+        with frozen_heap(), _progress(console, show_progress) as progress:
             ctx = BenchContext.from_spec(spec, progress=progress, devices=devices)
             result = info.fn(ctx, params)
         if not isinstance(result, BenchResult):
@@ -353,18 +354,10 @@ def _print_result(console: Console, summary: dict[str, Any]) -> None:
 
 @contextmanager
 def _progress(console: Console, show: bool) -> Iterator[ProgressFn]:
-    """The bench's run: a ``progress(done, total, what)`` callback driving a rich bar, or a
-    no-op; the long-lived heap stays frozen meanwhile (:func:`frozen_heap`)."""
-    with frozen_heap():
-        if not show:
-            yield lambda done, total, what: None
-            return
-        with _progress_bar(console) as update:
-            yield update
-
-
-@contextmanager
-def _progress_bar(console: Console) -> Iterator[ProgressFn]:
+    """A ``progress(done, total, what)`` callback driving a rich bar, or a no-op."""
+    if not show:
+        yield lambda done, total, what: None
+        return
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
