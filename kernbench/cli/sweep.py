@@ -5,9 +5,10 @@ the launching process. It first rejects sweeps that cannot be logged as one pare
 children (:func:`check_swept_keys`). It then publishes the sweep — its id, store and
 experiment — to the jobs through the environment (inherited by joblib and local Ray workers)
 and ``sweep.json`` in the sweep directory, and creates the store, the experiment and the
-parent run in a background thread while the launcher starts its workers (ADR 0013): a job
-imports mlflow meanwhile and waits for ``sweep.json`` to name the parent before it touches
-the store, so workers never race to create it. After the last job it reads every job's
+parent run in a background thread while the launcher starts its workers (ADR 0013; joblib's
+fork from a server that has loaded kernbench and mlflow once, ADR 0014): a job waits for
+``sweep.json`` to name the parent before it touches the store, so workers never race to
+create it. After the last job it reads every job's
 ``summary.json``, closes the parent as FINISHED or FAILED, prints one line per failed job and
 exits non-zero when any failed. If the sweep is interrupted, the parent is marked KILLED at
 exit.
@@ -35,6 +36,7 @@ from kernbench.cli.tracking import (
     Tracker,
     TrackingSpec,
     describe_error,
+    mlflow_modules,
     preload_mlflow,
     resolve_uri,
     run_tags,
@@ -161,12 +163,8 @@ def warm_workers(config: DictConfig, tracking_uri: str | None) -> bool:
         return False
     if loky_context.get_start_method() is not None:
         return False
-    modules = ["kernbench.cli.main"]
-    if tracking_uri:
-        modules.append("mlflow.tracking")
-        if not tracking_uri.startswith(("http://", "https://")):
-            modules.append("mlflow.store.tracking.sqlalchemy_store")
-    multiprocessing.set_forkserver_preload([*modules, "kernbench.cli.preload"])
+    mlflow = mlflow_modules(tracking_uri) if tracking_uri else []
+    multiprocessing.set_forkserver_preload(["kernbench.cli.main", *mlflow, "kernbench.cli.preload"])
     loky_context.set_start_method("forkserver")
     return True
 
@@ -232,7 +230,7 @@ class SweepCallback(Callback):
             )
             name = f"sweep-{bench_name or experiment}-{sweep_id.replace('/', '_')}"
             # mlflow's import and the store take seconds (ADR 0008, 0013): do it while the
-            # launcher starts its workers, which import mlflow meanwhile too.
+            # launcher starts its workers.
             self.creating = threading.Thread(
                 target=self._create_parent,
                 args=(info, name, tags, uri_source(spec.uri)),

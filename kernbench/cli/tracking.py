@@ -13,6 +13,7 @@ connections is reported within seconds (:func:`check_server`) instead of after M
 retries, which take minutes.
 """
 
+import importlib
 import os
 import random
 import socket
@@ -99,14 +100,20 @@ def check_server(uri: str, source: str, timeout_s: float = CONNECT_TIMEOUT_S) ->
         ) from None
 
 
-def preload_mlflow(uri: str | None = None) -> None:
-    """Import mlflow's client, and the SQL store's modules unless ``uri`` is a server, without
-    opening any store: the seconds of ADR 0008, paid while something else is under way."""
-    try:
-        import mlflow.tracking  # noqa: F401
+def mlflow_modules(uri: str | None = None) -> list[str]:
+    """The mlflow modules a run logging to ``uri`` imports: the client, and the SQL store's
+    modules unless ``uri`` is a server."""
+    if uri and uri.startswith(("http://", "https://")):
+        return ["mlflow.tracking"]
+    return ["mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store"]
 
-        if not uri or not uri.startswith(("http://", "https://")):
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+def preload_mlflow(uri: str | None = None) -> None:
+    """Import :func:`mlflow_modules` without opening any store: the seconds of ADR 0008,
+    paid while something else is under way."""
+    try:
+        for name in mlflow_modules(uri):
+            importlib.import_module(name)
     except ImportError:
         pass  # reported when the run opens the store
 

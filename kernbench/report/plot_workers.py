@@ -45,15 +45,14 @@ class PlotWorkers:
 
     The first worker starts at once, each next one when the previous has imported matplotlib:
     on two cores, one import at a time runs beside the run instead of all of them competing
-    with it."""
+    with it. A run that ends sooner gives its plots to the workers started by then."""
 
     def __init__(self, count: int = WORKERS) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.sent: list[subprocess.Popen[bytes]] = []
         self.errors: dict[int, IO[bytes]] = {}  # pid -> its stderr, read only if it fails
-        self.greeted: set[int] = set()  # pids whose READY line the starter thread has read
         self.lock = threading.Lock()
-        self.closed = False
+        self.closed = False  # no more workers start (the batches were sent, or close())
         self.starter: threading.Thread | None = None
         if self._start_one() and count > 1:
             self.starter = threading.Thread(target=self._start_rest, args=(count - 1,), daemon=True)
@@ -83,9 +82,9 @@ class PlotWorkers:
         for _ in range(count):
             last = self.procs[-1]
             assert last.stdout is not None
+            # collect() may read the same stream: it takes the line off if still there.
             if last.stdout.read(len(READY)) != READY:
-                return  # it died or was stopped; collect() reports a death
-            self.greeted.add(last.pid)
+                return  # it died, was stopped or already answered
             if not self._start_one():
                 return
 
@@ -101,8 +100,8 @@ class PlotWorkers:
     def send(self, batches: Sequence[Sequence[Task]], out_dir: Path) -> None:
         """Hand the batches to the workers (all to one when there is one), which start
         drawing while this process writes the other artifacts."""
-        if self.starter is not None:
-            self.starter.join()
+        with self.lock:
+            self.closed = True  # the workers started by now draw everything
         if not self.procs:
             return
         if len(self.procs) < len(batches):
@@ -122,13 +121,12 @@ class PlotWorkers:
         try:
             for proc in self.sent:
                 assert proc.stdout is not None
-                out = proc.stdout.read()
-                greeting = b"" if proc.pid in self.greeted else READY
-                if proc.wait() != 0 or not out.startswith(greeting):
+                out = proc.stdout.read().removeprefix(READY)  # unless the starter took it
+                if proc.wait() != 0 or not out:
                     lines = self._stderr(proc).strip().splitlines()
                     why = lines[-1] if lines else f"exit code {proc.returncode}"
                     raise RuntimeError(f"the plot worker failed: {why}")
-                status, value = pickle.loads(out[len(greeting) :])
+                status, value = pickle.loads(out)
                 if status != "ok":
                     raise RuntimeError(f"the plot worker failed: {value}")
                 written += value
@@ -143,7 +141,7 @@ class PlotWorkers:
 
     def close(self) -> None:
         with self.lock:
-            self.closed = True  # the starter thread starts no more: the list is final
+            self.closed = True  # the list of workers is final
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()

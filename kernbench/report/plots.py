@@ -1,7 +1,7 @@
 """Plots of a run (matplotlib, Agg backend, PNG), from its summary and observation records.
 
 - ``probe_bandwidth.png``: effective GB/s against message size per probe case (log x), from
-  the ``<case>/sweep/<size>/effective_bw_gbs`` metrics, with each case's bottleneck dashed.
+  the ``<case>/sweep/<size>/effective_bw_gbs`` metrics, with each case's bottleneck dotted.
 - ``probe_latency_breakdown.png``: overhead, wire, serialization, drain and queueing per case
   as stacked bars, from the ``<case>/<part>_ns`` metrics.
 - ``link_heatmap.png``: the cube mesh of each SIP, cubes as tiles coloured by their busiest
@@ -54,7 +54,8 @@ def warm_up() -> None:
 
 def _save(fig: Any, out_dir: Path, name: str) -> str:
     # Fixed margins instead of tight_layout and fast PNG compression: each layout pass or
-    # strong compression costs about a tenth of a second per figure.
+    # strong compression costs about a tenth of a second per figure. For the same reason
+    # every title is placed at y=1.0 rather than positioned from the axes' tick labels.
     fig.savefig(out_dir / name, dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return name

@@ -32,8 +32,10 @@ def test_workers_draw_the_same_files_as_the_run_itself(probe_batches, tmp_path):
     here.mkdir()
     there.mkdir()
     workers = PlotWorkers(2)
+    assert workers.starter is not None
+    workers.starter.join()  # the second starts once the first has matplotlib
     workers.send(probe_batches, there)
-    assert len(workers.sent) == 2  # the second started once the first had matplotlib
+    assert len(workers.sent) == 2
     by_workers = draw(probe_batches, there, workers)
     in_process = draw(probe_batches, here, None)
     assert (
@@ -51,9 +53,11 @@ def test_workers_draw_the_same_files_as_the_run_itself(probe_batches, tmp_path):
     assert workers.procs == []  # collected and closed
 
 
-def test_one_worker_draws_every_batch_in_order(probe_batches, tmp_path):
-    workers = PlotWorkers(1)
-    workers.send(probe_batches, tmp_path)
+@pytest.mark.parametrize("count", [1, 2])
+def test_workers_started_by_then_draw_every_batch_in_order(probe_batches, tmp_path, count):
+    workers = PlotWorkers(count)
+    workers.send(probe_batches, tmp_path)  # at once: the first is still importing matplotlib
+    assert len(workers.sent) == 1
     assert draw(probe_batches, tmp_path, workers) == [
         "probe_bandwidth.png",
         "probe_latency_breakdown.png",
@@ -64,9 +68,11 @@ def test_one_worker_draws_every_batch_in_order(probe_batches, tmp_path):
 
 def test_a_failing_plot_fails_with_its_message(tmp_path):
     workers = PlotWorkers(2)
-    workers.send([[("probe_plots", ({"a/sweep/4KiB/effective_bw_gbs": "x"},))]], tmp_path)
+    assert workers.starter is not None
+    workers.starter.join()
     procs = list(workers.procs)
     assert len(procs) == 2
+    workers.send([[("probe_plots", ({"a/sweep/4KiB/effective_bw_gbs": "x"},))]], tmp_path)
     with pytest.raises(RuntimeError, match=r"^the plot worker failed: ValueError: could not"):
         draw([], tmp_path, workers)
     assert all(p.poll() is not None for p in procs)  # the unused second one too
