@@ -304,6 +304,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
         done += 1
         ctx.progress(done, total, case)
     result.tables.append(main)
+    ctx.plot("probe_latency_breakdown", dict(result.metrics))  # drawn meanwhile, if it can be
 
     if sweep:
         bw = Table(
@@ -328,6 +329,7 @@ def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
                 ctx.progress(done, total, f"{case} {fmt_bytes(size)}")
             bw.rows.append(row)
         result.tables.append(bw)
+        ctx.plot("probe_bandwidth", dict(result.metrics))
 
     if scenarios:
         cong = Table(

@@ -95,7 +95,7 @@ def probe_at(level: str, out_dir: Path | None) -> tuple[float, float, int]:
     if out_dir is None:
         return t1 - t0, 0.0, 0
     obs = ctx.observations()
-    write_observation(out_dir, {"metrics": result.metrics}, obs)
+    write_observation(out_dir, {"metrics": result.metrics}, obs, ctx.plots)
     return t1 - t0, time.perf_counter() - t1, obs.get("events", 0)
 
 

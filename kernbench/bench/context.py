@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernbench.report.plot_workers import RunPlots
 from kernbench.runtime import Device, Hub, System
 from kernbench.runtime.observe import system_record, topology_record
 from kernbench.sim.observer import Observer
@@ -18,7 +19,9 @@ def _no_progress(done: int, total: int, what: str) -> None:
 class BenchContext:
     """``observer`` (default: one at the level of ``spec.sim.trace``) is shared by every system
     the bench starts, so the span cap holds for the whole run. ``devices`` are the SIPs a
-    single-device bench runs on (config key ``device``)."""
+    single-device bench runs on (config key ``device``). ``plots`` are the run's plots: those
+    the bench asks for with :meth:`plot`, then the observation plots (default: drawn at the
+    end, in this process)."""
 
     spec: SystemSpec
     topology: Topology
@@ -27,6 +30,7 @@ class BenchContext:
     devices: tuple[int, ...] = (0,)
     systems: list[System] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    plots: RunPlots = field(default_factory=RunPlots)
 
     def __post_init__(self) -> None:
         if self.observer is None:
@@ -57,6 +61,14 @@ class BenchContext:
         tasks = [hub.spawn(program, d, name=f"host program on {d.name}") for d in devs]
         hub.run(system.sim.env.all_of([t.done for t in tasks]))
         return [(d, t.value) for d, t in zip(devs, tasks, strict=True)]
+
+    def plot(self, name: str, *args: Any) -> None:
+        """Ask for the plot ``kernbench.report.plots.<name>(*args, out_dir)`` unless
+        ``sim.trace=off``. Ask as soon as its data is final: with helper processes it is drawn
+        while the bench goes on. ``args`` are plain data the bench no longer changes."""
+        assert self.observer is not None
+        if self.observer.enabled:
+            self.plots.add(name, *args)
 
     @property
     def sim_events(self) -> int:

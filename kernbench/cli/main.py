@@ -44,8 +44,14 @@ from kernbench.config import (
     system_spec_from_cfg,
 )
 from kernbench.core.errors import BenchError, KernbenchError
-from kernbench.report import metrics_table, render_report, rich_table, write_observation
-from kernbench.report.plot_workers import PlotWorkers
+from kernbench.report import (
+    clear_observation,
+    metrics_table,
+    render_report,
+    rich_table,
+    write_observation,
+)
+from kernbench.report.plot_workers import PlotWorkers, RunPlots
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,6 +91,7 @@ def run(
     out_dir = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "error.txt").unlink(missing_ok=True)
+    clear_observation(out_dir)  # a bench may write its plots while it runs
     if show_progress is None:
         show_progress = console.is_terminal
     started = time.perf_counter()
@@ -92,14 +99,14 @@ def run(
     error: str | None = None
     exit_code = EXIT_FAILED
     tracked: TrackedRun | None = None
-    plotters: PlotWorkers | None = None
+    plots = RunPlots()
     try:
         # A sweep job records no trace unless sim.trace is set on the command line.
         in_sweep = current_sweep() is not None
         cfg = sweep_trace_default(cfg, multirun=in_sweep, overrides=_hydra_overrides())
         # The plots' helper imports matplotlib while the store opens and the bench runs.
         level = OmegaConf.select(cfg, "sim.trace", default="off")
-        plotters = PlotWorkers.for_run(str(level), in_sweep=in_sweep)
+        plots = RunPlots(out_dir, PlotWorkers.for_run(str(level), in_sweep=in_sweep))
         values = normalized(cfg)
         summary["config_hash"] = config_hash(values)
         summary["params"] = flatten(values)
@@ -121,14 +128,14 @@ def run(
         devices = devices_from_cfg(cfg, spec)
         # The collector skips the heap mlflow, SQLAlchemy and Hydra left (kernbench/cli/heap.py).
         with frozen_heap(), _progress(console, show_progress) as progress:
-            ctx = BenchContext.from_spec(spec, progress=progress, devices=devices)
+            ctx = BenchContext.from_spec(spec, progress=progress, devices=devices, plots=plots)
             result = info.fn(ctx, params)
         if not isinstance(result, BenchResult):
             raise BenchError(
                 f"bench {name!r} returned {type(result).__name__}, expected a BenchResult"
             )
         summary.update(_result_fields(result, ctx))
-        write_observation(out_dir, summary, ctx.observations(), plotters)
+        write_observation(out_dir, summary, ctx.observations(), plots)
         failed_checks = [k for k, ok in result.checks.items() if not ok]
         if failed_checks:
             error = f"checks failed: {', '.join(failed_checks)}"
@@ -138,6 +145,7 @@ def run(
     except KernbenchError as exc:
         error, exit_code = str(exc), EXIT_USER_ERROR
     except KeyboardInterrupt:
+        _drop_plots(plots, out_dir, summary)
         summary.update(status="killed", error="interrupted", wall_s=time.perf_counter() - started)
         _write_results(out_dir, summary)
         if tracked is not None:
@@ -149,8 +157,7 @@ def run(
         (out_dir / "error.txt").write_text(detail)
         err_console.print(detail, markup=False, highlight=False, soft_wrap=True)
     finally:
-        if plotters is not None:
-            plotters.close()
+        _drop_plots(plots, out_dir, summary)
     summary["wall_s"] = time.perf_counter() - started
     if error is not None:
         summary["error"] = error
@@ -226,6 +233,15 @@ ARTIFACTS = (
     "trace.json.gz",
     "*.png",
 )
+
+
+def _drop_plots(plots: RunPlots, out_dir: Path, summary: dict[str, Any]) -> None:
+    """Stop the plot workers; unless the run got as far as listing its plots, remove those
+    drawn so far (a failed or interrupted run logs none, and none half written)."""
+    plots.close()
+    if "observe" not in summary:
+        for path in out_dir.glob("*.png"):
+            path.unlink(missing_ok=True)
 
 
 def _artifacts(out_dir: Path) -> list[Path]:

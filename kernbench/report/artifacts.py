@@ -10,38 +10,43 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a plot worker imports this package before its own module
-    from kernbench.report.plot_workers import PlotWorkers
+    from kernbench.report.plot_workers import RunPlots
 
 LINKS_CSV = "links.csv"
 TRACE_FILE = "trace.json.gz"
 TOP_N = 10
 
 
+def clear_observation(out_dir: Path) -> None:
+    """Remove the artifacts an earlier run left in ``out_dir``, so they cannot be logged with
+    this one (called before the bench runs: its plots may be written while it runs)."""
+    for old in [out_dir / LINKS_CSV, out_dir / TRACE_FILE, *out_dir.glob("*.png")]:
+        old.unlink(missing_ok=True)
+
+
 def write_observation(
     out_dir: Path,
     summary: dict[str, Any],
     obs: Mapping[str, Any],
-    workers: "PlotWorkers | None" = None,
+    plots: "RunPlots | None" = None,
 ) -> None:
     """Nothing with ``sim.trace=off`` (empty ``obs``); else the table, plots and, with
-    ``full``, the trace. Artifacts of an earlier run in the same directory are removed first,
-    so they cannot be logged with this one. The plots are drawn by ``workers`` when given
-    (started when the run began: :mod:`kernbench.report.plot_workers`), else here."""
-    for old in [out_dir / LINKS_CSV, out_dir / TRACE_FILE, *out_dir.glob("*.png")]:
-        old.unlink(missing_ok=True)
+    ``full``, the trace. ``plots`` holds those the bench asked for (``BenchContext.plots``),
+    maybe being drawn by helper processes already (:mod:`kernbench.report.plot_workers`);
+    the heat map and the busy chart are added to them."""
     if not obs:
         return
     from kernbench.report import stats, trace
-    from kernbench.report.plot_workers import draw
+    from kernbench.report.plot_workers import RunPlots
 
+    plots = plots if plots is not None else RunPlots()
     rows = stats.link_rows(obs)
-    batches = [
-        [("probe_plots", (summary.get("metrics", {}),))],
-        [("link_heatmap", (obs, rows)), ("busy_plot", (obs, rows))],
-    ]
-    if workers is not None:
-        workers.send(batches, out_dir)  # drawn meanwhile
-    stats.write_links_csv(rows, out_dir / LINKS_CSV)
+    plots.add("link_heatmap", obs["topology"], rows)
+    if obs["level"] == "full":
+        plots.add("busy_timeline", obs, rows)
+    else:
+        plots.add("busy_bars", rows)
+    stats.write_links_csv(rows, out_dir / LINKS_CSV)  # while workers draw
     observe: dict[str, Any] = {
         "level": obs["level"],
         "links_csv": LINKS_CSV,
@@ -58,7 +63,7 @@ def write_observation(
         if obs["dropped"]:
             observe["note"] = trace.cap_note(obs)
             summary.setdefault("notes", []).append(observe["note"])
-    written = draw(batches, out_dir, workers)
+    written = plots.files(out_dir)
     observe["plots"] = [{"file": name, "title": PLOT_TITLES.get(name, name)} for name in written]
     summary["observe"] = observe
 

@@ -1,25 +1,30 @@
-"""Drawing a run's plots in helper processes that import matplotlib while the run goes on.
+"""A run's plots, drawn by helper processes while the run goes on, or by the run at its end.
 
 A single run keeps one core busy (opening the MLflow store, then the simulation); on a machine
 with a second core the plots' fixed cost — importing matplotlib, then drawing the PNGs — can
-be paid there (ADR 0015). :class:`PlotWorkers` starts ``python -m
+be paid there (ADRs 0015 and 0016). :class:`PlotWorkers` starts ``python -m
 kernbench.report.plot_workers`` processes when a run begins; each imports matplotlib, then
-waits for one pickled batch of plot tasks on stdin, draws it and answers the file names on
-stdout. :func:`draw` writes the same files in the same order whether workers draw them or not.
+draws the tasks it reads from stdin, one pickled task at a time, answering each with the file
+names it wrote. :class:`RunPlots` is the run's list of plots: a bench asks for a plot as soon
+as its data is final (``BenchContext.plot``), so a worker draws it while the simulation goes
+on; the observation plots are asked for at the end. :meth:`RunPlots.files` gives the same
+files in the same order whether workers drew them or not.
 
 Sweep jobs draw in their own process (the other cores run other jobs), as does a run on a
 single core, in a process that has imported matplotlib already, or where the helper processes
 cannot be started.
 """
 
+import contextlib
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,9 +32,11 @@ from typing import IO, Any
 Task = tuple[str, tuple[Any, ...]]
 
 READY = b"ready\n"
-# Two, each drawing half of the plots: a run's plots cost about as much to draw as to import
-# matplotlib, and both imports fit in the time the run takes before it needs them.
+# Two: at the end of a run two figures are left to draw, one each, on a 2-core machine.
 WORKERS = 2
+# How many figures a worker could draw while another imports matplotlib: a task goes to a
+# worker still importing only when those that are ready have more than this many to draw.
+IMPORT_COST = 3
 
 
 def usable_cpus() -> int:
@@ -39,54 +46,94 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+class _Worker:
+    """One helper process, a thread that writes its tasks and one that reads its answers."""
+
+    def __init__(self, lock: threading.Lock, on_ready: Callable[["_Worker"], None]) -> None:
+        self.lock = lock  # the PlotWorkers' lock, which guards ``pending``
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by PlotWorkers.close)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                env=_same_kernbench_env(),
+            )
+        except OSError:
+            self.err.close()
+            raise
+        self.ready = False
+        self.pending = 0  # tasks sent and not answered
+        self.answers: dict[int, tuple[str, Any]] = {}  # ticket -> ("ok", files) | ("error", why)
+        # Pickled tasks, written by a thread: a worker still importing does not read its
+        # stdin, and a task must not block the simulation that asked for it.
+        self.outbox: queue.Queue[bytes | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._write, daemon=True),
+            threading.Thread(target=self._read, args=(on_ready,), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _write(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            while (data := self.outbox.get()) is not None:
+                stdin.write(data)
+                stdin.flush()
+            stdin.close()  # the worker ends after its last task
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # it died or was stopped: its missing answers report it
+
+    def _read(self, on_ready: Callable[["_Worker"], None]) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            if stdout.readline() != READY:
+                return  # it died or was stopped before it could draw
+            self.ready = True
+            on_ready(self)
+            while True:
+                ticket, status, value = pickle.load(stdout)
+                with self.lock:
+                    self.answers[ticket] = (status, value)
+                    self.pending -= 1
+        except (EOFError, ValueError, OSError, pickle.UnpicklingError):
+            pass  # its output ended
+
+    def stderr_tail(self) -> str:
+        self.err.seek(0)
+        lines = self.err.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {self.proc.returncode}"
+
+
 class PlotWorkers:
-    """Helper processes started now, given their batches by :meth:`send`, read by
-    :meth:`collect`; :meth:`close` stops any that are left (a failed or interrupted run).
+    """Helper processes started now, given tasks by :meth:`submit`, whose answers
+    :meth:`finish` collects; :meth:`close` stops any that are left (a failed or interrupted
+    run).
 
     The first worker starts at once, each next one when the previous has imported matplotlib:
     on two cores, one import at a time runs beside the run instead of all of them competing
-    with it. A run that ends sooner gives its plots to the workers started by then."""
+    with it. Once the run has asked for its last plot no more start."""
 
     def __init__(self, count: int = WORKERS) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.sent: list[subprocess.Popen[bytes]] = []
-        self.errors: dict[int, IO[bytes]] = {}  # pid -> its stderr, read only if it fails
+        self.count = count
+        self.workers: list[_Worker] = []
         self.lock = threading.Lock()
-        self.closed = False  # no more workers start (the batches were sent, or close())
-        self.starter: threading.Thread | None = None
-        if self._start_one() and count > 1:
-            self.starter = threading.Thread(target=self._start_rest, args=(count - 1,), daemon=True)
-            self.starter.start()
+        self.closed = False  # no more workers start (finish() or close() was called)
+        self.tickets = 0
+        self._start_one()
 
-    def _start_one(self) -> bool:
+    def _start_one(self, after: _Worker | None = None) -> None:
         with self.lock:
-            if self.closed:
-                return False
-            err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    env=_same_kernbench_env(),
-                )
-            except OSError:
-                err.close()
-                return False
-            self.procs.append(proc)
-            self.errors[proc.pid] = err
-            return True
-
-    def _start_rest(self, count: int) -> None:
-        for _ in range(count):
-            last = self.procs[-1]
-            assert last.stdout is not None
-            # collect() may read the same stream: it takes the line off if still there.
-            if last.stdout.read(len(READY)) != READY:
-                return  # it died, was stopped or already answered
-            if not self._start_one():
+            if self.closed or len(self.workers) >= self.count:
                 return
+            if after is not None and after is not self.workers[-1]:
+                return
+            with contextlib.suppress(OSError):  # the run draws what no worker takes
+                self.workers.append(_Worker(self.lock, self._start_one))
 
     @classmethod
     def for_run(cls, level: str, *, in_sweep: bool) -> "PlotWorkers | None":
@@ -95,67 +142,102 @@ class PlotWorkers:
         if level == "off" or in_sweep or usable_cpus() < 2 or "matplotlib" in sys.modules:
             return None
         workers = cls(WORKERS)
-        return workers if workers.procs else None
+        return workers if workers.workers else None
 
-    def send(self, batches: Sequence[Sequence[Task]], out_dir: Path) -> None:
-        """Hand the batches to the workers (all to one when there is one), which start
-        drawing while this process writes the other artifacts."""
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return [w.proc for w in self.workers]
+
+    def submit(self, out_dir: Path, task: Task) -> int | None:
+        """Send ``task`` to the worker likely to draw it first; its ticket, or None when no
+        worker can take it (the caller draws it)."""
         with self.lock:
-            self.closed = True  # the workers started by now draw everything
-        if not self.procs:
-            return
-        if len(self.procs) < len(batches):
-            batches = [[task for batch in batches for task in batch]]
-        self.sent = self.procs[: len(batches)]
-        for proc, batch in zip(self.sent, batches, strict=False):
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(pickle.dumps((str(out_dir), list(batch))))
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass  # it died: collect() reports it with its stderr
+            alive = [w for w in self.workers if w.proc.poll() is None] if not self.closed else []
+            if not alive:
+                return None
+            worker = min(alive, key=lambda w: w.pending + (0 if w.ready else IMPORT_COST))
+            ticket = self.tickets
+            self.tickets += 1
+            worker.pending += 1
+            worker.answers.setdefault(ticket, ("missing", None))
+            worker.outbox.put(pickle.dumps((ticket, str(out_dir), task)))
+            return ticket
 
-    def collect(self) -> list[str]:
-        """The files the sent batches wrote, in order; a worker's failure raises here."""
-        written: list[str] = []
+    def finish(self) -> dict[int, list[str]]:
+        """The files each ticket's task wrote, once every worker has drawn its tasks; unused
+        workers are stopped; a worker's failure raises here."""
+        with self.lock:
+            self.closed = True
         try:
-            for proc in self.sent:
-                assert proc.stdout is not None
-                out = proc.stdout.read().removeprefix(READY)  # unless the starter took it
-                if proc.wait() != 0 or not out:
-                    lines = self._stderr(proc).strip().splitlines()
-                    why = lines[-1] if lines else f"exit code {proc.returncode}"
-                    raise RuntimeError(f"the plot worker failed: {why}")
-                status, value = pickle.loads(out)
-                if status != "ok":
-                    raise RuntimeError(f"the plot worker failed: {value}")
-                written += value
+            for w in self.workers:
+                if not w.pending:
+                    w.proc.kill()  # nothing (more) to draw: maybe still importing
+                w.outbox.put(None)  # its stdin closes after its tasks: it ends
+            files: dict[int, list[str]] = {}
+            for w in self.workers:
+                w.proc.wait()
+                for t in w.threads:
+                    t.join()
+                for ticket, (status, value) in sorted(w.answers.items()):
+                    if status == "ok":
+                        files[ticket] = value
+                    elif status == "error":
+                        raise RuntimeError(f"the plot worker failed: {value}")
+                    else:
+                        raise RuntimeError(f"the plot worker failed: {w.stderr_tail()}")
+            return files
         finally:
             self.close()
-        return written
-
-    def _stderr(self, proc: subprocess.Popen[bytes]) -> str:
-        err = self.errors[proc.pid]
-        err.seek(0)
-        return err.read().decode(errors="replace")
 
     def close(self) -> None:
         with self.lock:
             self.closed = True  # the list of workers is final
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-        for proc in self.procs:
-            proc.wait()
-        if self.starter is not None:
-            self.starter.join()  # it ends at the EOF of the worker it waited for
-        for proc in self.procs:
-            for stream in (proc.stdin, proc.stdout):
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+        for w in self.workers:
+            w.proc.wait()
+            w.outbox.put(None)
+            for t in w.threads:
+                t.join()
+            for stream in (w.proc.stdin, w.proc.stdout):
                 if stream is not None:
-                    stream.close()
-        for err in self.errors.values():
-            err.close()
-        self.procs, self.sent, self.errors = [], [], {}
+                    with contextlib.suppress(OSError):  # unwritten tasks of a killed worker
+                        stream.close()
+            w.err.close()
+        self.workers = []
+
+
+class RunPlots:
+    """The plots of one run, in the order they were asked for: each is sent to ``workers``
+    at once when there are any (``out_dir`` is where they write), else drawn by
+    :meth:`files` at the end of the run. A task's arguments are plain data that must not
+    change afterwards (they may be pickled at once or read at the end)."""
+
+    def __init__(self, out_dir: Path | None = None, workers: PlotWorkers | None = None) -> None:
+        self.out_dir = out_dir
+        self.workers = workers if out_dir is not None else None
+        self.entries: list[tuple[int | None, Task]] = []  # (ticket, or None: drawn here; task)
+
+    def add(self, name: str, *args: Any) -> None:
+        ticket = None
+        if self.workers is not None and self.out_dir is not None:
+            ticket = self.workers.submit(self.out_dir, (name, args))
+        self.entries.append((ticket, (name, args)))
+
+    def files(self, out_dir: Path) -> list[str]:
+        """The files the plots wrote, in the order they were asked for: collected from the
+        workers, the rest drawn here into ``out_dir``."""
+        drawn = self.workers.finish() if self.workers is not None else {}
+        written: list[str] = []
+        for ticket, task in self.entries:
+            written += drawn[ticket] if ticket is not None else _draw(task, out_dir)
+        return written
+
+    def close(self) -> None:
+        """Stop the workers (the run failed or was interrupted)."""
+        if self.workers is not None:
+            self.workers.close()
 
 
 def _same_kernbench_env() -> dict[str, str]:
@@ -168,42 +250,34 @@ def _same_kernbench_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path] if path else [root])}
 
 
-def draw(
-    batches: Sequence[Sequence[Task]], out_dir: Path, workers: PlotWorkers | None
-) -> list[str]:
-    """The files the tasks wrote, in task order: collected from ``workers`` if the batches
-    were sent to them, else drawn here."""
-    if workers is not None and workers.sent:
-        return workers.collect()
-    return [name for batch in batches for name in _draw_batch(batch, out_dir)]
-
-
-def _draw_batch(batch: Sequence[Task], out_dir: Path) -> list[str]:
+def _draw(task: Task, out_dir: Path) -> list[str]:
     from kernbench.report import plots
 
-    written: list[str] = []
-    for name, args in batch:
-        written += getattr(plots, name)(*args, out_dir)
-    return written
+    name, args = task
+    return getattr(plots, name)(*args, out_dir)
 
 
-def _serve() -> None:
-    """A worker: import matplotlib, then draw the one batch read from stdin."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's; it kills us
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """A worker: import matplotlib, then draw the tasks read from ``stdin`` until it closes."""
     from kernbench.report import plots  # the import this process exists to pay early
 
     plots.warm_up()
-    out = sys.stdout.buffer
-    out.write(READY)
-    out.flush()
-    out_dir, batch = pickle.loads(sys.stdin.buffer.read())
-    try:
-        result: tuple[str, Any] = ("ok", _draw_batch(batch, Path(out_dir)))
-    except Exception as exc:  # the run fails with it, as if it had drawn the plot itself
-        result = ("error", f"{type(exc).__name__}: {exc}")
-    out.write(pickle.dumps(result))
-    out.flush()
+    stdout.write(READY)
+    stdout.flush()
+    while True:
+        try:
+            ticket, out_dir, task = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", _draw(task, Path(out_dir)))
+        except Exception as exc:  # the run fails with it, as if it had drawn the plot itself
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        stdout.write(pickle.dumps((ticket, *answer)))
+        stdout.flush()
 
 
 if __name__ == "__main__":
-    _serve()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's; it kills us
+    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    os._exit(0)  # the run waits for this exit: skip tearing down matplotlib's modules

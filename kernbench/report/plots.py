@@ -61,8 +61,7 @@ def _save(fig: Any, out_dir: Path, name: str) -> str:
     return name
 
 
-def probe_plots(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
-    written = []
+def probe_bandwidth(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
     curves: dict[str, list[tuple[int, float]]] = {}
     for key, value in metrics.items():
         parts = key.split("/")
@@ -70,45 +69,49 @@ def probe_plots(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
             size = _size_bytes(parts[2])
             if size is not None:
                 curves.setdefault(parts[0], []).append((size, float(value)))
-    if curves:
-        fig, ax = plt.subplots(figsize=(9, 5.5))
-        for i, (case, points) in enumerate(curves.items()):
-            points.sort()
-            color = f"C{i % 10}"
-            ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=color, label=case)
-            peak = metrics.get(f"{case}/bottleneck_bw_gbs")
-            if peak:
-                ax.axhline(peak, color=color, linestyle=":", linewidth=0.8)
-        sizes = sorted({p[0] for pts in curves.values() for p in pts})
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sizes, [_fmt_size(s) for s in sizes])
-        ax.set_xlabel("message size")
-        ax.set_ylabel("effective bandwidth, GB/s")
-        ax.set_title("Bandwidth saturation per case (dotted: bottleneck bandwidth)", y=1.0)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.1)
-        written.append(_save(fig, out_dir, "probe_bandwidth.png"))
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (case, points) in enumerate(curves.items()):
+        points.sort()
+        color = f"C{i % 10}"
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color=color, label=case)
+        peak = metrics.get(f"{case}/bottleneck_bw_gbs")
+        if peak:
+            ax.axhline(peak, color=color, linestyle=":", linewidth=0.8)
+    sizes = sorted({p[0] for pts in curves.values() for p in pts})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [_fmt_size(s) for s in sizes])
+    ax.set_xlabel("message size")
+    ax.set_ylabel("effective bandwidth, GB/s")
+    ax.set_title("Bandwidth saturation per case (dotted: bottleneck bandwidth)", y=1.0)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.1)
+    return [_save(fig, out_dir, "probe_bandwidth.png")]
+
+
+def probe_latency_breakdown(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
     cases = [
         k.removesuffix("/formula_ns")
         for k in metrics
         if k.endswith("/formula_ns") and k.count("/") == 1
     ]
-    if cases:
-        fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cases) + 3), 5.5))
-        bottom = [0.0] * len(cases)
-        for i, part in enumerate(BREAKDOWN):
-            values = [max(float(metrics.get(f"{c}/{part}", 0.0)), 0.0) for c in cases]
-            ax.bar(cases, values, bottom=bottom, label=part.removesuffix("_ns"), color=f"C{i}")
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        ax.set_ylabel("ns")
-        ax.set_title("Latency breakdown per case", y=1.0)
-        ax.tick_params(axis="x", labelrotation=35)
-        plt.setp(ax.get_xticklabels(), ha="right")
-        ax.legend(fontsize=8)
-        fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.22)
-        written.append(_save(fig, out_dir, "probe_latency_breakdown.png"))
-    return written
+    if not cases:
+        return []
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(cases) + 3), 5.5))
+    bottom = [0.0] * len(cases)
+    for i, part in enumerate(BREAKDOWN):
+        values = [max(float(metrics.get(f"{c}/{part}", 0.0)), 0.0) for c in cases]
+        ax.bar(cases, values, bottom=bottom, label=part.removesuffix("_ns"), color=f"C{i}")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_ylabel("ns")
+    ax.set_title("Latency breakdown per case", y=1.0)
+    ax.tick_params(axis="x", labelrotation=35)
+    plt.setp(ax.get_xticklabels(), ha="right")
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.22)
+    return [_save(fig, out_dir, "probe_latency_breakdown.png")]
 
 
 def _fmt_size(n: int) -> str:
@@ -118,8 +121,8 @@ def _fmt_size(n: int) -> str:
     return f"{n} B"
 
 
-def link_heatmap(obs: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    topo = obs["topology"]
+def link_heatmap(topo: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """``topo`` is the observation records' topology (ADR 0009), ``rows`` the link table."""
     w, h, sips = topo["mesh_w"], topo["mesh_h"], topo["sips"]
     shown = min(sips, 4)
     util = {r["name"]: r["utilization"] for r in rows if r["kind"] == "link"}
@@ -202,16 +205,17 @@ def link_heatmap(obs: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Pa
     return [_save(fig, out_dir, "link_heatmap.png")]
 
 
-def busy_plot(obs: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    busiest = sorted(
-        (r for r in rows if r["busy_ns"] > 0), key=lambda r: (-r["utilization"], -r["busy_ns"])
-    )
-    busiest = busiest[:TOP_UNITS]
+def _busiest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    busy = (r for r in rows if r["busy_ns"] > 0)
+    return sorted(busy, key=lambda r: (-r["utilization"], -r["busy_ns"]))[:TOP_UNITS]
+
+
+def busy_bars(rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """The busy fraction of the most utilized links and units (``sim.trace=summary``)."""
+    busiest = _busiest(rows)
     if not busiest:
         return []
     names = [r["name"] for r in busiest]
-    if obs.get("level") == "full":
-        return _timeline(obs, names, out_dir)
     fig, ax = plt.subplots(figsize=(9, 0.6 + 0.3 * len(names)))
     ax.barh(names[::-1], [r["utilization"] for r in busiest][::-1], color="C0")
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
@@ -224,8 +228,12 @@ def busy_plot(obs: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Path)
     return [_save(fig, out_dir, "unit_busy.png")]
 
 
-def _timeline(obs: Mapping[str, Any], names: list[str], out_dir: Path) -> list[str]:
-    """Busy spans of each named link or unit on the run's timeline (systems end to end)."""
+def busy_timeline(obs: Mapping[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> list[str]:
+    """Busy spans of the most utilized links and units on the run's timeline, the systems
+    laid end to end (``sim.trace=full``)."""
+    names = [r["name"] for r in _busiest(rows)]
+    if not names:
+        return []
     edges = {e["name"]: i for i, e in enumerate(obs["topology"]["edges"])}
     wanted_edges = {edges[n]: n for n in names if n in edges}
     bars: dict[str, list[tuple[float, float]]] = {n: [] for n in names}

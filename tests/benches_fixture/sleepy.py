@@ -13,6 +13,7 @@ class SleepyParams:
     seconds: float = 20.0  # how long to block at most, s
     step_s: float = 0.05  # sleep granularity, s: a signal is handled within one step
     ready_file: str = ""  # touched when the bench starts blocking; empty: none
+    plot: bool = False  # ask for a plot before blocking (drawn meanwhile by a plot worker)
 
     def __post_init__(self) -> None:
         if self.seconds < 0:
@@ -24,6 +25,8 @@ class SleepyParams:
 @bench("sleepy", params=SleepyParams)
 def sleepy(ctx, params: SleepyParams) -> BenchResult:
     """Sleep for ``seconds`` of wall-clock time in steps of ``step_s``; simulates nothing."""
+    if params.plot:
+        ctx.plot("probe_latency_breakdown", {"a/formula_ns": 3.0, "a/wire_ns": 2.0})
     if params.ready_file:
         Path(params.ready_file).touch()
     deadline = time.monotonic() + params.seconds

@@ -36,6 +36,7 @@ from tracking_helpers import (
 )
 
 import kernbench
+from kernbench.report.plot_workers import usable_cpus
 
 # Every run logs these; plots and statistics files of the observation come on top.
 ARTIFACTS = {"config.yaml", "summary.json", "report.md"}
@@ -357,6 +358,42 @@ def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
     assert run.data.tags["kernbench.error"] == "interrupted"
     killed_summary = artifact_text(uri, run.info.run_id, "summary.json", tmp_path / "dl")
     assert json.loads(killed_summary)["status"] == "killed"
+
+
+@pytest.mark.skipif(
+    usable_cpus() < 2, reason="only helper processes, on two or more cores, draw during a run"
+)
+def test_an_interrupted_run_keeps_and_logs_no_plot_drawn_while_it_ran(tmp_path, started):
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    run_dir = tmp_path / "run"
+    proc = started(
+        kernbench_argv(
+            SEARCHPATH,
+            "bench=sleepy",
+            "topology=2x2",
+            "bench.plot=true",
+            "sim.trace=summary",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={run_dir}",
+        ),
+        cwd=tmp_path,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    drawn = run_dir / "probe_latency_breakdown.png"
+    wait_for(drawn.exists, proc, timeout_s=120, what="the plot asked for by the bench")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "killed"
+    assert list(run_dir.glob("*.png")) == []
+    run = only_run(uri, "sleepy")
+    assert run.info.status == "KILLED", err
+    assert not any(name.endswith(".png") for name in artifact_names(uri, run.info.run_id))
 
 
 @pytest.mark.parametrize("batch", ["params", "metrics"])

@@ -1,91 +1,120 @@
 """The plots drawn by helper processes (kernbench.report.plot_workers) are the files drawn in
-the run's own process, byte for byte and in the same order; a worker's failure fails the run
-with its message; unused workers are stopped; a single run on two cores uses them."""
+the run's own process, byte for byte and in the order they were asked for; tasks can be sent
+while a worker still imports matplotlib; a worker's failure or death fails the run with its
+message; unused workers are stopped; a single run on two cores uses them; the probe asks for
+its plots while it runs."""
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from kernbench.bench import BenchContext, get_bench
 from kernbench.report import stats
-from kernbench.report.plot_workers import PlotWorkers, draw
+from kernbench.report.plot_workers import PlotWorkers, RunPlots
+from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
+
+SPEC_2X2 = SystemSpec(topology=TopologySpec(name="2x2", mesh_w=2, mesh_h=2))
+PLOT_FILES = [
+    "probe_latency_breakdown.png",
+    "probe_bandwidth.png",
+    "link_heatmap.png",
+    "unit_busy.png",
+]
 
 
 @pytest.fixture(scope="module")
-def probe_batches():
-    ctx = BenchContext.from_spec(SystemSpec(topology=TopologySpec(name="2x2", mesh_w=2, mesh_h=2)))
+def probe_tasks():
+    """The plots of a small probe run, as (name, args) tasks in the order they are asked for."""
+    ctx = BenchContext.from_spec(SPEC_2X2)
     info = get_bench("probe")
-    params = info.params(size_bytes=4096, congestion=False)
-    metrics = info.fn(ctx, params).metrics
+    info.fn(ctx, info.params(size_bytes=4096, congestion=False))
     obs = ctx.observations()
     rows = stats.link_rows(obs)
-    return [
-        [("probe_plots", (metrics,))],
-        [("link_heatmap", (obs, rows)), ("busy_plot", (obs, rows))],
-    ]
+    asked = [task for _, task in ctx.plots.entries]
+    return [*asked, ("link_heatmap", (obs["topology"], rows)), ("busy_bars", (rows,))]
 
 
-def test_workers_draw_the_same_files_as_the_run_itself(probe_batches, tmp_path):
+def wait_until_started(workers: PlotWorkers, count: int, timeout_s: float = 120) -> None:
+    """Until ``count`` workers have started and imported matplotlib."""
+    deadline = time.monotonic() + timeout_s
+    while not (len(workers.workers) == count and all(w.ready for w in workers.workers)):
+        assert time.monotonic() < deadline, "the plot workers did not start"
+        time.sleep(0.02)
+
+
+def ask(plots: RunPlots, tasks) -> None:
+    for name, args in tasks:
+        plots.add(name, *args)
+
+
+def test_workers_draw_the_same_files_as_the_run_itself(probe_tasks, tmp_path):
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()
     there.mkdir()
     workers = PlotWorkers(2)
-    assert workers.starter is not None
-    workers.starter.join()  # the second starts once the first has matplotlib
-    workers.send(probe_batches, there)
-    assert len(workers.sent) == 2
-    by_workers = draw(probe_batches, there, workers)
-    in_process = draw(probe_batches, here, None)
-    assert (
-        by_workers
-        == in_process
-        == [
-            "probe_bandwidth.png",
-            "probe_latency_breakdown.png",
-            "link_heatmap.png",
-            "unit_busy.png",
-        ]
-    )
-    for name in in_process:
+    wait_until_started(workers, 2)  # the second starts once the first has matplotlib
+    by_workers = RunPlots(there, workers)
+    ask(by_workers, probe_tasks)
+    assert all(ticket is not None for ticket, _ in by_workers.entries)  # none drawn here
+    in_process = RunPlots()
+    ask(in_process, probe_tasks)
+    assert by_workers.files(there) == in_process.files(here) == PLOT_FILES
+    for name in PLOT_FILES:
         assert (there / name).read_bytes() == (here / name).read_bytes(), name
-    assert workers.procs == []  # collected and closed
+    assert workers.workers == []  # collected and closed
+
+
+def test_both_workers_draw_when_both_are_ready(probe_tasks, tmp_path):
+    workers = PlotWorkers(2)
+    wait_until_started(workers, 2)
+    for name, args in probe_tasks[-2:]:  # the end of a run: two figures at once
+        workers.submit(tmp_path, (name, args))
+    assert [w.pending for w in workers.workers] == [1, 1]
+    workers.close()
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_workers_started_by_then_draw_every_batch_in_order(probe_batches, tmp_path, count):
+def test_tasks_sent_while_the_first_imports_are_drawn_in_order(probe_tasks, tmp_path, count):
     workers = PlotWorkers(count)
-    workers.send(probe_batches, tmp_path)  # at once: the first is still importing matplotlib
-    assert len(workers.sent) == 1
-    assert draw(probe_batches, tmp_path, workers) == [
-        "probe_bandwidth.png",
-        "probe_latency_breakdown.png",
-        "link_heatmap.png",
-        "unit_busy.png",
-    ]
+    plots = RunPlots(tmp_path, workers)
+    ask(plots, probe_tasks)  # at once: the first is still importing matplotlib
+    assert len(workers.workers) == 1
+    assert plots.files(tmp_path) == PLOT_FILES
 
 
 def test_a_failing_plot_fails_with_its_message(tmp_path):
     workers = PlotWorkers(2)
-    assert workers.starter is not None
-    workers.starter.join()
+    wait_until_started(workers, 2)
     procs = list(workers.procs)
-    assert len(procs) == 2
-    workers.send([[("probe_plots", ({"a/sweep/4KiB/effective_bw_gbs": "x"},))]], tmp_path)
+    plots = RunPlots(tmp_path, workers)
+    plots.add("probe_bandwidth", {"a/sweep/4KiB/effective_bw_gbs": "x"})
     with pytest.raises(RuntimeError, match=r"^the plot worker failed: ValueError: could not"):
-        draw([], tmp_path, workers)
+        plots.files(tmp_path)
     assert all(p.poll() is not None for p in procs)  # the unused second one too
 
 
-def test_close_stops_workers_that_were_never_used():
+def test_a_worker_that_dies_fails_the_run_with_its_last_words(probe_tasks, tmp_path):
+    workers = PlotWorkers(1)
+    wait_until_started(workers, 1)
+    plots = RunPlots(tmp_path, workers)
+    ask(plots, probe_tasks[:1])
+    workers.workers[0].proc.kill()
+    with pytest.raises(RuntimeError, match=r"^the plot worker failed: "):
+        plots.files(tmp_path)
+
+
+def test_close_stops_workers_that_were_never_used(tmp_path):
     workers = PlotWorkers(2)
-    assert workers.starter is not None
-    workers.starter.join()  # both started
+    wait_until_started(workers, 2)
     procs = list(workers.procs)
     workers.close()
     assert [p.poll() is not None for p in procs] == [True, True]
-    assert draw([], None, workers) == []  # nothing sent: drawn here, nothing to draw
+    plots = RunPlots(tmp_path, workers)
+    assert plots.files(tmp_path) == []  # nothing asked for, nothing drawn
+    assert workers.submit(tmp_path, ("busy_bars", ([],))) is None  # closed: drawn here
 
 
 def test_closing_before_the_first_is_ready_starts_no_other():
@@ -93,20 +122,55 @@ def test_closing_before_the_first_is_ready_starts_no_other():
     first = workers.procs[0]
     workers.close()  # the first is still importing matplotlib
     assert first.poll() is not None
-    assert workers.starter is not None and not workers.starter.is_alive()
-    assert workers.procs == [] and workers._start_one() is False
+    time.sleep(0.2)
+    assert workers.workers == []
+    workers._start_one()
+    assert workers.workers == []
+
+
+def test_the_probe_asks_for_its_plots_as_soon_as_their_data_is_final():
+    ctx = BenchContext.from_spec(SPEC_2X2)
+    asked_at: dict[str, str] = {}
+
+    def progress(done: int, total: int, what: str) -> None:
+        for _, (name, _args) in ctx.plots.entries:
+            asked_at.setdefault(name, what)
+
+    ctx.progress = progress
+    info = get_bench("probe")
+    params = info.params(size_bytes=4096)
+    result = info.fn(ctx, params)
+    # The breakdown before the first sweep step, the bandwidth curves before the first
+    # congestion scenario: each was asked for while the bench still had work to do.
+    assert asked_at["probe_latency_breakdown"].endswith("4 KiB")
+    assert asked_at["probe_bandwidth"] in {
+        k.split("/")[1] for k in result.metrics if k.startswith("congestion/")
+    }
+    # What the plots were given is what the bench finally reported.
+    for _, (name, (metrics,)) in ctx.plots.entries:
+        assert all(result.metrics[k] == v for k, v in metrics.items()), name
+
+
+def test_nothing_is_asked_for_with_trace_off():
+    spec = SystemSpec(topology=SPEC_2X2.topology, sim=SimSpec(trace="off"))
+    ctx = BenchContext.from_spec(spec)
+    info = get_bench("probe")
+    info.fn(ctx, info.params(size_bytes=4096, congestion=False))
+    assert ctx.plots.entries == []
 
 
 FOR_RUN = """
-import sys
+import sys, time
 from kernbench.report.plot_workers import PlotWorkers, usable_cpus
 def count(level, in_sweep=False):
     w = PlotWorkers.for_run(level, in_sweep=in_sweep)
-    if w and w.starter:
-        w.starter.join()
-    n = len(w.procs) if w else 0
-    if w:
-        w.close()
+    if w is None:
+        return 0
+    deadline = time.monotonic() + 120
+    while len(w.workers) < w.count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    n = len(w.workers)
+    w.close()
     return n
 print(usable_cpus(), count("summary"), count("full"), count("off"), count("summary", True))
 import matplotlib
@@ -116,7 +180,7 @@ print(count("summary"))
 
 def test_a_single_run_on_two_cores_uses_workers_until_matplotlib_is_here():
     proc = subprocess.run(
-        [sys.executable, "-c", FOR_RUN], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", FOR_RUN], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
     first, second = proc.stdout.split("\n")[:2]
@@ -128,10 +192,11 @@ def test_a_single_run_on_two_cores_uses_workers_until_matplotlib_is_here():
 
 DECOY = """
 from pathlib import Path
-from kernbench.report.plot_workers import PlotWorkers
-workers = PlotWorkers(1)
-workers.send([[("probe_plots", ({},))]], Path("."))
-print(workers.collect())
+from kernbench.report.plot_workers import PlotWorkers, RunPlots
+from kernbench.sim.spec import SimSpec
+plots = RunPlots(Path("."), PlotWorkers(1))
+plots.add("busy_bars", [])
+print(plots.files(Path(".")))
 """
 
 
