@@ -10,7 +10,9 @@ mlflow loaded (as in a tracked run), on the heap as it is and on a frozen heap
 (``kernbench.cli.heap.frozen_heap``), interleaved, best CPU time of each. ``--commands`` times
 the default probe end to end, ``python -m kernbench bench=probe sim.trace=<level>`` with
 tracking on (a store that exists) and off, the six commands interleaved in each of
-``--repeat`` rounds; it reports the median and the fastest of each.
+``--repeat`` rounds; it reports the median and the fastest of each, and the median over the
+rounds of each command's time against the ``off`` command of the same round. ``--plots``
+times each plot of the default probe in one warm process (matplotlib's version matters).
 """
 
 import argparse
@@ -172,15 +174,52 @@ def command_cost(repeat: int) -> None:
                         check=True,
                     )  # fmt: skip
                     times.setdefault((tracking, level), []).append(time.perf_counter() - t0)
-    print("| tracking | sim.trace | median s | vs off | fastest s | vs off |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    # Per round: each command against the `off` command run just before it, which shared the
+    # machine's load of that moment more closely than the medians of all rounds do.
+    print("| tracking | sim.trace | median s | vs off | fastest s | vs off | per round, median |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for (tracking, level), values in times.items():
         med, fast = statistics.median(values), min(values)
         off = times[(tracking, "off")]
+        rounds = statistics.median(v / o for v, o in zip(values, off, strict=True))
         print(
             f"| {tracking.split('=')[1]} | {level} | {med:.2f} | "
-            f"{med / statistics.median(off):.2f}x | {fast:.2f} | {fast / min(off):.2f}x |"
+            f"{med / statistics.median(off):.2f}x | {fast:.2f} | {fast / min(off):.2f}x | "
+            f"{rounds:.2f}x |"
         )
+
+
+def plot_cost(repeat: int) -> None:
+    """Best time of each plot of the default probe (``sim.trace=summary``), drawn by the same
+    warm process, after the import of matplotlib and the plot workers' warm-up figure."""
+    import matplotlib
+
+    spec = SystemSpec()
+    spec = dataclasses.replace(spec, sim=dataclasses.replace(spec.sim, trace="summary"))
+    info = get_bench("probe")
+    ctx = BenchContext.from_spec(spec)
+    info.fn(ctx, info.params())
+    obs = ctx.observations()
+    t0 = time.perf_counter()
+    from kernbench.report import plots, stats
+
+    imported = time.perf_counter() - t0
+    plots.warm_up()
+    rows = stats.link_rows(obs)
+    tasks = [*(task for _, task in ctx.plots.entries)]
+    tasks += [("link_heatmap", (obs["topology"], rows)), ("busy_bars", (rows,))]
+    best = dict.fromkeys((name for name, _ in tasks), float("inf"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for name, args in tasks:
+                t0 = time.perf_counter()
+                getattr(plots, name)(*args, Path(tmp))
+                best[name] = min(best[name], time.perf_counter() - t0)
+    print(f"matplotlib {matplotlib.__version__}, import {imported:.2f} s")
+    print("| plot | best s |")
+    print("| --- | ---: |")
+    for name, value in best.items():
+        print(f"| {name} | {value:.3f} |")
 
 
 def main() -> None:
@@ -191,7 +230,11 @@ def main() -> None:
     parser.add_argument(
         "--commands", action="store_true", help="time the default probe command per trace level"
     )
+    parser.add_argument("--plots", action="store_true", help="time each plot of the probe")
     args = parser.parse_args()
+    if args.plots:
+        plot_cost(args.repeat)
+        return
     if args.commands:
         command_cost(args.repeat)
         return
