@@ -149,7 +149,7 @@ def gc_cost(repeat: int) -> None:
         print(f"| {mode} | {seconds:.3f} |")
 
 
-def command_cost(repeat: int) -> None:
+def command_cost(repeat: int, tracking_modes: tuple[str, ...] = ("local", "off")) -> None:
     import statistics
     import subprocess
     import sys
@@ -163,7 +163,7 @@ def command_cost(repeat: int) -> None:
             check=True,
         )
         for _ in range(repeat):
-            for tracking in ("tracking=local", "tracking=off"):
+            for tracking in (f"tracking={mode}" for mode in tracking_modes):
                 for level in TRACE_LEVELS:
                     t0 = time.perf_counter()
                     subprocess.run(
@@ -231,12 +231,18 @@ def main() -> None:
         "--commands", action="store_true", help="time the default probe command per trace level"
     )
     parser.add_argument("--plots", action="store_true", help="time each plot of the probe")
+    parser.add_argument(
+        "--tracking",
+        choices=("both", "local", "off"),
+        default="both",
+        help="with --commands: the tracking modes to time (default both)",
+    )
     args = parser.parse_args()
     if args.plots:
         plot_cost(args.repeat)
         return
     if args.commands:
-        command_cost(args.repeat)
+        command_cost(args.repeat, ("local", "off") if args.tracking == "both" else (args.tracking,))
         return
     if args.gc:
         gc_cost(args.repeat)

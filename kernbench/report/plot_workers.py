@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +38,8 @@ WORKERS = 2
 # How many figures a worker could draw while another imports matplotlib: a task goes to a
 # worker still importing only when those that are ready have more than this many to draw.
 IMPORT_COST = 3
+# A worker that has not drawn its plots this long after the run ended is stuck: the run fails.
+TIMEOUT_S = 300.0
 
 
 def usable_cpus() -> int:
@@ -174,8 +177,14 @@ class PlotWorkers:
                     w.proc.kill()  # nothing (more) to draw: maybe still importing
                 w.outbox.put(None)  # its stdin closes after its tasks: it ends
             files: dict[int, list[str]] = {}
+            deadline = time.monotonic() + TIMEOUT_S
             for w in self.workers:
-                w.proc.wait()
+                try:
+                    w.proc.wait(max(deadline - time.monotonic(), 0.0))
+                except subprocess.TimeoutExpired:
+                    raise RuntimeError(
+                        f"the plot worker had not drawn its plots {TIMEOUT_S:g} s after the run"
+                    ) from None
                 for t in w.threads:
                     t.join()
                 for ticket, (status, value) in sorted(w.answers.items()):

@@ -4,6 +4,7 @@ while a worker still imports matplotlib; a worker's failure or death fails the r
 message; unused workers are stopped; a single run on two cores uses them; the probe asks for
 its plots while it runs."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from kernbench.bench import BenchContext, get_bench
-from kernbench.report import stats
+from kernbench.report import plot_workers, stats
 from kernbench.report.plot_workers import PlotWorkers, RunPlots
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
@@ -104,6 +105,21 @@ def test_a_worker_that_dies_fails_the_run_with_its_last_words(probe_tasks, tmp_p
     workers.workers[0].proc.kill()
     with pytest.raises(RuntimeError, match=r"^the plot worker failed: "):
         plots.files(tmp_path)
+
+
+def test_a_worker_that_never_answers_fails_the_run_instead_of_hanging(
+    probe_tasks, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(plot_workers, "TIMEOUT_S", 0.5)
+    workers = PlotWorkers(1)
+    wait_until_started(workers, 1)
+    proc = workers.procs[0]
+    proc.send_signal(signal.SIGSTOP)  # alive, but it will not draw
+    plots = RunPlots(tmp_path, workers)
+    ask(plots, probe_tasks[:1])
+    with pytest.raises(RuntimeError, match=r"had not drawn its plots 0.5 s after the run"):
+        plots.files(tmp_path)
+    assert proc.poll() is not None  # stopped for good
 
 
 def test_close_stops_workers_that_were_never_used(tmp_path):
