@@ -125,3 +125,19 @@ def test_congestion_scenario_plots(tmp_path, level):
     # All eight flows share cube 0's east port: its connections are among the hottest links.
     hottest = [row[0] for row in summary["observe"]["hottest"][0]["rows"]]
     assert {f"sip0.cube0.ucie.E.conn{k}" for k in range(4)} <= set(hottest)
+
+
+def test_a_run_removes_the_observation_artifacts_an_earlier_run_left(tmp_path):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    stale = ["probe_bandwidth.png", "links.csv", "trace.json.gz"]
+    for name in stale:
+        (out_dir / name).write_text("from an earlier run")
+    overrides = ["bench=probe", "topology=2x2", "bench.sweep=false", "bench.congestion=false"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*overrides, "sim.trace=off", "tracking=off"])
+    out = io.StringIO()
+    outcome = run(cfg, out_dir, console=Console(file=out), err_console=Console(file=out))
+    assert (outcome.status, outcome.exit_code) == ("ok", 0), out.getvalue()
+    assert [name for name in stale if (out_dir / name).exists()] == []
+    assert "observe" not in outcome.summary

@@ -33,7 +33,8 @@ def write_observation(
     """Nothing with ``sim.trace=off`` (empty ``obs``); else the table, plots and, with
     ``full``, the trace. ``plots`` holds those the bench asked for (``BenchContext.plots``),
     maybe being drawn by helper processes already (:mod:`kernbench.report.plot_workers`);
-    the heat map and the busy chart are added to them."""
+    the heat map and the busy chart are added to them. Pass it whenever there is a context:
+    without it only those two are drawn."""
     if not obs:
         return
     from kernbench.report import stats, trace

@@ -8,7 +8,8 @@ draws the tasks it reads from stdin, one pickled task at a time, answering each 
 names it wrote. :class:`RunPlots` is the run's list of plots: a bench asks for a plot as soon
 as its data is final (``BenchContext.plot``), so a worker draws it while the simulation goes
 on; the observation plots are asked for at the end. :meth:`RunPlots.files` gives the same
-files in the same order whether workers drew them or not.
+files in the same order whether workers drew them or not. A plot that fails in a worker fails
+the run with its error; the tasks of a worker that died are drawn by the run itself.
 
 Sweep jobs draw in their own process (the other cores run other jobs), as does a run on a
 single core, in a process that has imported matplotlib already, or where the helper processes
@@ -22,7 +23,6 @@ import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -54,21 +54,18 @@ class _Worker:
 
     def __init__(self, lock: threading.Lock, on_ready: Callable[["_Worker"], None]) -> None:
         self.lock = lock  # the PlotWorkers' lock, which guards ``pending``
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115  (closed by PlotWorkers.close)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self.err,
-                env=_same_kernbench_env(),
-            )
-        except OSError:
-            self.err.close()
-            raise
+        # A plot's error comes back as its answer; a worker that dies has its tasks drawn by
+        # the run, which then reports whatever killed it there.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "kernbench.report.plot_workers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_same_kernbench_env(),
+        )
         self.ready = False
         self.pending = 0  # tasks sent and not answered
-        self.answers: dict[int, tuple[str, Any]] = {}  # ticket -> ("ok", files) | ("error", why)
+        self.answers: dict[int, tuple[str, Any]] = {}  # ticket -> (status, files or why)
         # Pickled tasks, written by a thread: a worker still importing does not read its
         # stdin, and a task must not block the simulation that asked for it.
         self.outbox: queue.Queue[bytes | None] = queue.Queue()
@@ -105,11 +102,6 @@ class _Worker:
                     self.pending -= 1
         except (EOFError, ValueError, OSError, pickle.UnpicklingError):
             pass  # its output ended
-
-    def stderr_tail(self) -> str:
-        self.err.seek(0)
-        lines = self.err.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"exit code {self.proc.returncode}"
 
 
 class PlotWorkers:
@@ -154,6 +146,10 @@ class PlotWorkers:
     def submit(self, out_dir: Path, task: Task) -> int | None:
         """Send ``task`` to the worker likely to draw it first; its ticket, or None when no
         worker can take it (the caller draws it)."""
+        name, args = task
+        # The arguments travel as bytes of their own, unpickled by the worker inside the task:
+        # data it cannot rebuild fails that task, not the worker and the tasks behind it.
+        data = pickle.dumps(args)
         with self.lock:
             alive = [w for w in self.workers if w.proc.poll() is None] if not self.closed else []
             if not alive:
@@ -162,13 +158,15 @@ class PlotWorkers:
             ticket = self.tickets
             self.tickets += 1
             worker.pending += 1
-            worker.answers.setdefault(ticket, ("missing", None))
-            worker.outbox.put(pickle.dumps((ticket, str(out_dir), task)))
+            worker.answers[ticket] = ("missing", None)
+            worker.outbox.put(pickle.dumps((ticket, str(out_dir), name, data)))
             return ticket
 
     def finish(self) -> dict[int, list[str]]:
         """The files each ticket's task wrote, once every worker has drawn its tasks; unused
-        workers are stopped; a worker's failure raises here."""
+        workers are stopped. A plot that failed raises here, with its error; tasks a worker
+        could not read, and those of a worker that died, are left out (the caller draws
+        them)."""
         with self.lock:
             self.closed = True
         try:
@@ -192,8 +190,6 @@ class PlotWorkers:
                         files[ticket] = value
                     elif status == "error":
                         raise RuntimeError(f"the plot worker failed: {value}")
-                    else:
-                        raise RuntimeError(f"the plot worker failed: {w.stderr_tail()}")
             return files
         finally:
             self.close()
@@ -213,7 +209,6 @@ class PlotWorkers:
                 if stream is not None:
                     with contextlib.suppress(OSError):  # unwritten tasks of a killed worker
                         stream.close()
-            w.err.close()
         self.workers = []
 
 
@@ -224,8 +219,11 @@ class RunPlots:
     change afterwards (they may be pickled at once or read at the end)."""
 
     def __init__(self, out_dir: Path | None = None, workers: PlotWorkers | None = None) -> None:
+        if workers is not None and out_dir is None:
+            workers.close()
+            raise ValueError("RunPlots: workers need the out_dir they write to")
         self.out_dir = out_dir
-        self.workers = workers if out_dir is not None else None
+        self.workers = workers
         self.entries: list[tuple[int | None, Task]] = []  # (ticket, or None: drawn here; task)
 
     def add(self, name: str, *args: Any) -> None:
@@ -236,11 +234,11 @@ class RunPlots:
 
     def files(self, out_dir: Path) -> list[str]:
         """The files the plots wrote, in the order they were asked for: collected from the
-        workers, the rest drawn here into ``out_dir``."""
+        workers, the rest — and any whose worker died — drawn here into ``out_dir``."""
         drawn = self.workers.finish() if self.workers is not None else {}
         written: list[str] = []
         for ticket, task in self.entries:
-            written += drawn[ticket] if ticket is not None else _draw(task, out_dir)
+            written += drawn[ticket] if ticket in drawn else _draw(task, out_dir)
         return written
 
     def close(self) -> None:
@@ -275,13 +273,19 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     stdout.flush()
     while True:
         try:
-            ticket, out_dir, task = pickle.load(stdin)
+            ticket, out_dir, name, data = pickle.load(stdin)
         except EOFError:
             return
+        answer: tuple[str, Any]
         try:
-            answer: tuple[str, Any] = ("ok", _draw(task, Path(out_dir)))
-        except Exception as exc:  # the run fails with it, as if it had drawn the plot itself
-            answer = ("error", f"{type(exc).__name__}: {exc}")
+            args = pickle.loads(data)
+        except Exception as exc:  # e.g. a class only the run can import: the run draws it
+            answer = ("unread", f"{type(exc).__name__}: {exc}")
+        else:
+            try:
+                answer = ("ok", _draw((name, args), Path(out_dir)))
+            except Exception as exc:  # the run fails with it, as if it had drawn the plot
+                answer = ("error", f"{type(exc).__name__}: {exc}")
         stdout.write(pickle.dumps((ticket, *answer)))
         stdout.flush()
 

@@ -1,7 +1,8 @@
 """The plots drawn by helper processes (kernbench.report.plot_workers) are the files drawn in
 the run's own process, byte for byte and in the order they were asked for; tasks can be sent
-while a worker still imports matplotlib; a worker's failure or death fails the run with its
-message; unused workers are stopped; a single run on two cores uses them; the probe asks for
+while a worker still imports matplotlib; a plot's failure fails the run with its message,
+while the tasks of a worker that died or could not read them are drawn by the run; unused
+workers are stopped; a single run on two cores uses them; the probe asks for
 its plots while it runs."""
 
 import signal
@@ -38,6 +39,11 @@ def probe_tasks():
     return [*asked, ("link_heatmap", (obs["topology"], rows)), ("busy_bars", (rows,))]
 
 
+def assert_png(path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path.name
+    assert path.stat().st_size > 10_000, path.name
+
+
 def wait_until_started(workers: PlotWorkers, count: int, timeout_s: float = 120) -> None:
     """Until ``count`` workers have started and imported matplotlib."""
     deadline = time.monotonic() + timeout_s
@@ -71,10 +77,10 @@ def test_workers_draw_the_same_files_as_the_run_itself(probe_tasks, tmp_path):
 def test_both_workers_draw_when_both_are_ready(probe_tasks, tmp_path):
     workers = PlotWorkers(2)
     wait_until_started(workers, 2)
-    for name, args in probe_tasks[-2:]:  # the end of a run: two figures at once
-        workers.submit(tmp_path, (name, args))
-    assert [w.pending for w in workers.workers] == [1, 1]
-    workers.close()
+    tickets = [workers.submit(tmp_path, task) for task in probe_tasks[-2:]]  # a run's end
+    assert [w.pending for w in workers.workers] == [1, 1]  # one figure each
+    assert workers.finish() == {tickets[0]: ["link_heatmap.png"], tickets[1]: ["unit_busy.png"]}
+    assert (tmp_path / "link_heatmap.png").exists() and (tmp_path / "unit_busy.png").exists()
 
 
 @pytest.mark.parametrize("count", [1, 2])
@@ -97,14 +103,39 @@ def test_a_failing_plot_fails_with_its_message(tmp_path):
     assert all(p.poll() is not None for p in procs)  # the unused second one too
 
 
-def test_a_worker_that_dies_fails_the_run_with_its_last_words(probe_tasks, tmp_path):
+def test_the_plots_of_a_worker_that_died_are_drawn_by_the_run(probe_tasks, tmp_path):
     workers = PlotWorkers(1)
     wait_until_started(workers, 1)
+    proc = workers.procs[0]
+    proc.send_signal(signal.SIGSTOP)  # it cannot draw before it dies
     plots = RunPlots(tmp_path, workers)
-    ask(plots, probe_tasks[:1])
-    workers.workers[0].proc.kill()
-    with pytest.raises(RuntimeError, match=r"^the plot worker failed: "):
-        plots.files(tmp_path)
+    ask(plots, probe_tasks)
+    assert all(ticket is not None for ticket, _ in plots.entries)  # all sent to it
+    proc.kill()
+    assert plots.files(tmp_path) == PLOT_FILES
+    for name in PLOT_FILES:
+        assert_png(tmp_path / name)
+
+
+class Breakdown(dict):
+    """Metrics in a class the workers cannot import (it lives in this test module)."""
+
+
+def test_data_a_worker_cannot_read_is_drawn_by_the_run(probe_tasks, tmp_path):
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    name, (metrics,) = probe_tasks[0]
+    task = (name, (Breakdown(metrics),))
+    workers = PlotWorkers(1)
+    wait_until_started(workers, 1)
+    by_workers = RunPlots(there, workers)
+    ask(by_workers, [task, probe_tasks[1]])
+    in_process = RunPlots()
+    ask(in_process, [task, probe_tasks[1]])
+    assert by_workers.files(there) == in_process.files(here) == PLOT_FILES[:2]
+    for name in PLOT_FILES[:2]:
+        assert (there / name).read_bytes() == (here / name).read_bytes(), name
 
 
 def test_a_worker_that_never_answers_fails_the_run_instead_of_hanging(
