@@ -320,16 +320,14 @@ def started():
             proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
-    uri = sqlite_uri(tmp_path / "mlflow.db")
-    ready = tmp_path / "bench-started"
-    proc = started(
+def start_sleepy(started, tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen:
+    """The sleepy bench on the command line, its run directory ``tmp_path / "run"``."""
+    return started(
         kernbench_argv(
             SEARCHPATH,
             "bench=sleepy",
             "topology=2x2",
-            f"bench.ready_file={ready}",
+            *overrides,
             f"tracking.uri={uri}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ),
@@ -341,6 +339,13 @@ def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
         # A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    ready = tmp_path / "bench-started"
+    proc = start_sleepy(started, tmp_path, uri, f"bench.ready_file={ready}")
     # The MLflow run is created before the bench starts, so once the bench blocks it exists.
     wait_for(ready.exists, proc, timeout_s=60, what="bench start")
     run = only_run(uri, "sleepy")
@@ -366,23 +371,7 @@ def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
 def test_an_interrupted_run_keeps_and_logs_no_plot_drawn_while_it_ran(tmp_path, started):
     uri = sqlite_uri(tmp_path / "mlflow.db")
     run_dir = tmp_path / "run"
-    proc = started(
-        kernbench_argv(
-            SEARCHPATH,
-            "bench=sleepy",
-            "topology=2x2",
-            "bench.plot=true",
-            "sim.trace=summary",
-            f"tracking.uri={uri}",
-            f"hydra.run.dir={run_dir}",
-        ),
-        cwd=tmp_path,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = start_sleepy(started, tmp_path, uri, "bench.plot=true", "sim.trace=summary")
     drawn = run_dir / "probe_latency_breakdown.png"
     wait_for(drawn.exists, proc, timeout_s=120, what="the plot asked for by the bench")
     proc.send_signal(signal.SIGINT)
