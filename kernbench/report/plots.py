@@ -105,6 +105,8 @@ def probe_latency_breakdown(metrics: Mapping[str, float], out_dir: Path) -> list
         values = [max(float(metrics.get(f"{c}/{part}", 0.0)), 0.0) for c in cases]
         ax.bar(cases, values, bottom=bottom, label=part.removesuffix("_ns"), color=f"C{i}")
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    # The zero-height top segments would pin the axis to the tallest bar: leave room above.
+    ax.set_ylim(0.0, max(bottom) * 1.05 or 1.0)
     ax.set_ylabel("ns")
     ax.set_title("Latency breakdown per case", y=1.0)
     ax.tick_params(axis="x", labelrotation=35)
