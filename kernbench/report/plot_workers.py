@@ -228,7 +228,8 @@ class RunPlots:
 
     def add(self, name: str, *args: Any) -> None:
         ticket = None
-        if self.workers is not None and self.out_dir is not None:
+        if self.workers is not None:  # then out_dir is set (__init__)
+            assert self.out_dir is not None
             ticket = self.workers.submit(self.out_dir, (name, args))
         self.entries.append((ticket, (name, args)))
 
