@@ -1,4 +1,8 @@
-"""A running system: the topology, its Sim, the wire engine, HBM controllers and memory.
+"""A running system: the topology, its Sim, the transfer model, HBM controllers and memory.
+
+The system knows messages, addresses, memory contents and DMA channels; how long bytes take to
+cross the fabric is the transfer model's business (``sim.model``, kernbench.sim.transfer), and
+nothing here depends on which model runs.
 
 :meth:`System.submit` accepts a host message and returns a SimPy event that succeeds with the
 message's :class:`Completion`. Requests that cannot be served (an address outside every
@@ -7,7 +11,7 @@ window, a size of zero) complete at once with ``ok=False`` and an error code.
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from simpy.events import Event
@@ -24,12 +28,10 @@ from kernbench.runtime.messages import (
     PeDmaMsg,
 )
 from kernbench.runtime.tensor import HbmAllocators
-
-if TYPE_CHECKING:
-    from kernbench.runtime.ipcq import Ipcq
 from kernbench.sim.context import Sim
+from kernbench.sim.models import make_model
 from kernbench.sim.observer import Observer
-from kernbench.sim.wire import Transfer, WireEngine
+from kernbench.sim.transfer import Fabric, Heads, TransferModel
 from kernbench.topology import NodeKind, SystemSpec, Topology
 from kernbench.topology.graph import Node
 
@@ -70,12 +72,14 @@ class System:
         self.spec = self.topology.spec
         self.sim = Sim(self.spec.sim, observer)
         g = self.topology.graph
-        self.wire = WireEngine(
-            self.sim,
+        fabric = Fabric(
             edge_bw_gbs=[e.bw_gbs for e in g.edges],
             edge_length_mm=[e.length_mm for e in g.edges],
             node_overhead_ns=[n.overhead_ns for n in g.nodes],
             node_store_forward=[n.kind is NodeKind.STORE_FORWARD for n in g.nodes],
+        )
+        self.transfers: TransferModel = make_model(
+            self.spec.sim.model, self.sim, fabric, self.topology.memo.setdefault("transfers", {})
         )
         self.memory = MemoryStore()
         self._hbm: dict[int, HbmController] = {}
@@ -84,7 +88,8 @@ class System:
         self.completed = 0
         self._pes: dict[tuple[int, int, int], Pe] = {}
         self.hbm_allocators = HbmAllocators(self.topology)
-        self._ipcq: Ipcq | None = None
+        # State that runtime pieces above the system keep per system (e.g. its IPCQ channels).
+        self.extensions: dict[str, Any] = {}
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -160,15 +165,6 @@ class System:
             )
         return ctrl
 
-    @property
-    def ipcq(self) -> "Ipcq":
-        """The IPCQ channels between PEs (created on first use)."""
-        if self._ipcq is None:
-            from kernbench.runtime.ipcq import Ipcq
-
-            self._ipcq = Ipcq(self)
-        return self._ipcq
-
     def pe(self, sip: int, cube: int, index: int) -> Pe:
         """The compute state of PE ``index`` of ``cube`` on ``sip`` (created on first use)."""
         key = (sip, cube, index)
@@ -196,7 +192,7 @@ class System:
 
     def close_spans(self) -> None:
         """Finish the open spans of every component (``sim.trace=full``); idempotent."""
-        self.wire.close_spans()
+        self.transfers.close_spans()
         for ctrl in self._hbm.values():
             ctrl.close_spans()
 
@@ -359,20 +355,11 @@ class System:
         route = self.topology.route(src, dst)
         self.in_flight[msg_id] = f"control message #{msg_id} {src.name} -> {dst.name}"
 
-        def arrive(tr: Transfer, _j: int) -> None:
-            tr.tag[0] -= 1
-            if tr.tag[0] == 0:
-                self.in_flight.pop(msg_id, None)
-                done.succeed(self.now)
+        def arrived(_heads: Heads) -> None:
+            self.in_flight.pop(msg_id, None)
+            done.succeed(self.now)
 
-        def inject() -> None:
-            tr = Transfer(
-                msg_id, route.nodes, route.edges, size_bytes, self.spec.sim.flit_bytes, arrive
-            )
-            tr.tag = [tr.n_flits]
-            self.wire.inject(tr)
-
-        self.sim.call_at(at_ns, inject)
+        self.transfers.send(msg_id, route, size_bytes, at_ns, arrived)
         return done
 
     def _next_dma(self, channel: DmaChannel) -> None:
@@ -387,9 +374,9 @@ class System:
             t += n.overhead_ns
         return hops, t
 
-    def _route_hops(self, tr: Transfer, base_ns: float) -> list[Hop]:
+    def _route_hops(self, nodes: tuple[int, ...], heads: list[float], base_ns: float) -> list[Hop]:
         names = self.topology.graph.nodes
-        return [Hop(names[n].name, t - base_ns) for n, t in zip(tr.nodes, tr.head_at, strict=True)]
+        return [Hop(names[n].name, t - base_ns) for n, t in zip(nodes, heads, strict=True)]
 
     def _write(
         self,
@@ -408,33 +395,21 @@ class System:
         dst = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
         ctrl = self.hbm_controller(dst)
         route = self.topology.route(src, dst)
-        flit = self.spec.sim.flit_bytes
-        state = {"left": 0, "done_ns": start_ns}
         self.in_flight[msg_id] = f"write #{msg_id} to {dst.name}"
 
-        def sink(tr: Transfer, j: int) -> None:
-            end = ctrl.serve(addr + j * flit, tr.flit_size(j), self.now, msg_id)
-            if end > state["done_ns"]:
-                state["done_ns"] = end
-            state["left"] -= 1
-            if state["left"] == 0:
-                self.sim.call_at(state["done_ns"], commit, tr)
-
-        def commit(tr: Transfer) -> None:
+        def commit(heads: Heads) -> None:
             if data is None:
                 self.memory.fill(addr, size_bytes, fill)
             else:
                 self.memory.write(addr, data)
             ctrl.bytes_written += size_bytes
-            hops = pre_hops + self._route_hops(tr, start_ns)
+            hops = pre_hops + self._route_hops(route.nodes, heads[0], start_ns)
             hops.append(Hop(f"{dst.name} (committed)", self.now - start_ns))
             self._finish(
                 msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes, tuple(hops))
             )
 
-        tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
-        state["left"] = tr.n_flits
-        self.wire.inject(tr)
+        self.transfers.write(msg_id, route, addr, size_bytes, ctrl, commit)
 
     def _read(
         self,
@@ -452,29 +427,13 @@ class System:
         ctrl = self.hbm_controller(ctrl_node)
         request = self.topology.route(src, ctrl_node)
         response = self.topology.route(ctrl_node, src, self.topology.flow_key(src, ctrl_node))
-        flit = self.spec.sim.flit_bytes
         self.in_flight[msg_id] = f"read #{msg_id} from {ctrl_node.name}"
-        hops: list[Hop] = []
 
-        def issue(req: Transfer, _j: int) -> None:
-            now = self.now
-            hops.extend(pre_hops + self._route_hops(req, start_ns))
-            data_tr = Transfer(msg_id, response.nodes, response.edges, size_bytes, flit, arrive)
-            ready, last = [], now
-            for j in range(data_tr.n_flits):
-                end = ctrl.serve(addr + j * flit, data_tr.flit_size(j), now, msg_id)
-                last = end if end > last else last
-                ready.append(last)
-            data_tr.tag = [data_tr.n_flits]
-            self.wire.inject_staggered(data_tr, ready)
-
-        def arrive(tr: Transfer, _j: int) -> None:
-            tr.tag[0] -= 1
-            if tr.tag[0]:
-                return
+        def arrived(heads: Heads) -> None:
             ctrl.bytes_read += size_bytes
-            all_hops = hops + self._route_hops(tr, start_ns)[1:]
-            all_hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
+            hops = pre_hops + self._route_hops(request.nodes, heads[0], start_ns)
+            hops += self._route_hops(response.nodes, heads[1], start_ns)[1:]
+            hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
             self._finish(
                 msg_id,
                 done,
@@ -484,15 +443,12 @@ class System:
                     start_ns,
                     self.now,
                     size_bytes,
-                    tuple(all_hops),
+                    tuple(hops),
                     data=self.memory.read(addr, size_bytes),
                 ),
             )
 
-        req = Transfer(
-            msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes, flit, issue
-        )
-        self.wire.inject(req)
+        self.transfers.read(msg_id, request, response, addr, size_bytes, ctrl, arrived)
 
     def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:
         self.in_flight.pop(msg_id, None)
