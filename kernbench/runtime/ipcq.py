@@ -38,6 +38,8 @@ class PeWorker(Protocol):
 
     @property
     def where(self) -> str: ...
+
+
 DIRECTIONS = {"N": (-1, 0), "S": (1, 0), "E": (0, 1), "W": (0, -1)}
 
 

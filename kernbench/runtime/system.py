@@ -256,34 +256,61 @@ class System:
 
     def dma(self, src: Node, op: str, runs: list[DmaRun], at_ns: float) -> Event:
         """One DMA of PE ``src`` (its ``.dma`` node) at ``at_ns``: wait for the ``op`` channel,
-        then move every run at once; succeeds with ``(grant_ns, completions)`` once all runs
-        are done (a read's completions carry the bytes)."""
+        then move every run at once, as one transfer per HBM controller the runs reach;
+        succeeds with ``(grant_ns, completions)`` once all are done, a completion per run (a
+        read's carry the bytes)."""
         done = self.sim.event()
         total = sum(r[1] for r in runs)
         dma_id = self.sim.next_id()
+        groups: dict[int, list[int]] = {}
+        for i, (addr, size, _data) in enumerate(runs):
+            loc = self.topology.address.decode_hbm(addr, size)
+            ctrl = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
+            groups.setdefault(ctrl.id, []).append(i)
 
         def body(finished: Event) -> None:
             grant = self.now
             results: list[Completion | None] = [None] * len(runs)
-            left = [len(runs)]
+            left = [len(groups)]
+            for node_id, idx in groups.items():
+                group_id = self.sim.next_id()
+                ctrl_node = self.topology.graph.nodes[node_id]
+                ctrl = self.hbm_controller(ctrl_node)
+                spans = tuple((runs[i][0], runs[i][1]) for i in idx)
+                what = "write" if op == "write" else "read"
+                self.in_flight[group_id] = f"DMA {what} #{group_id} {src.name} <-> {ctrl_node.name}"
 
-            def one(i: int) -> Callable[[Event], None]:
-                def cb(ev: Event) -> None:
-                    results[i] = ev.value
+                def moved(
+                    _heads: Heads, group_id: int = group_id, idx: list[int] = idx, ctrl=ctrl
+                ) -> None:
+                    for i in idx:
+                        addr, size, data = runs[i]
+                        if op == "write":
+                            self.memory.write(addr, self._check_size(size, data))
+                            results[i] = Completion(group_id, True, grant, self.now, size)
+                        else:
+                            results[i] = Completion(
+                                group_id, True, grant, self.now, size,
+                                data=self.memory.read(addr, size),
+                            )  # fmt: skip
+                    written = sum(runs[i][1] for i in idx)
+                    if op == "write":
+                        ctrl.bytes_written += written
+                    else:
+                        ctrl.bytes_read += written
+                    self._finish(group_id, None, None)
                     left[0] -= 1
                     if left[0] == 0:
                         finished.succeed((grant, results))
 
-                return cb
-
-            for i, (addr, size, data) in enumerate(runs):
-                ev = self.sim.event()
-                ev.callbacks.append(one(i))
-                run_id = self.sim.next_id()
                 if op == "write":
-                    self._write(run_id, src, addr, size, data, 0, ev, start_ns=grant, pre_hops=[])
+                    self.transfers.write(group_id, self.topology.route(src, ctrl_node), spans,
+                                         ctrl, moved)  # fmt: skip
                 else:
-                    self._read(run_id, src, addr, size, ev, grant, [])
+                    request = self.topology.route(src, ctrl_node)
+                    key = self.topology.flow_key(src, ctrl_node)
+                    response = self.topology.route(ctrl_node, src, key)
+                    self.transfers.read(group_id, request, response, spans, ctrl, moved)
 
         self._on_channel(src, op, at_ns, dma_id, total, body, done)
         return done
@@ -409,7 +436,7 @@ class System:
                 msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes, tuple(hops))
             )
 
-        self.transfers.write(msg_id, route, addr, size_bytes, ctrl, commit)
+        self.transfers.write(msg_id, route, ((addr, size_bytes),), ctrl, commit)
 
     def _read(
         self,
@@ -448,9 +475,10 @@ class System:
                 ),
             )
 
-        self.transfers.read(msg_id, request, response, addr, size_bytes, ctrl, arrived)
+        self.transfers.read(msg_id, request, response, ((addr, size_bytes),), ctrl, arrived)
 
-    def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:
+    def _finish(self, msg_id: int, done: Event | None, completion: Completion | None) -> None:
         self.in_flight.pop(msg_id, None)
         self.completed += 1
-        done.succeed(completion)
+        if done is not None:
+            done.succeed(completion)

@@ -24,7 +24,7 @@ their summed wait for the edge and ``arrive_ns`` when its first flit reached the
 from collections.abc import Callable, Sequence
 
 from kernbench.sim.context import Sim
-from kernbench.sim.transfer import Done, Fabric, LinkStats, Memory, Path, TransferModel
+from kernbench.sim.transfer import Done, Fabric, LinkStats, Memory, Path, Runs, TransferModel
 
 Sink = Callable[["Transfer", int], None]
 
@@ -255,7 +255,7 @@ class FlitModel(TransferModel):
     def close_spans(self) -> None:
         self.engine.close_spans()
 
-    def send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
+    def _send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
         def arrive(tr: Transfer, _j: int) -> None:
             tr.tag[0] -= 1
             if tr.tag[0] == 0:
@@ -268,55 +268,67 @@ class FlitModel(TransferModel):
 
         self.sim.call_at(at_ns, inject)
 
-    def write(
-        self, msg_id: int, route: Path, addr: int, size_bytes: int, memory: Memory, done: Done
-    ) -> None:
+    def _write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None:
+        """Each run is a message of its own; done when the last run's last burst is in."""
         flit = self.flit_bytes
-        state = {"left": 0, "done_ns": self.sim.now}
+        state = {"runs": len(runs), "heads": None}
 
-        def sink(tr: Transfer, j: int) -> None:
-            end = memory.serve(addr + j * flit, tr.flit_size(j), self.sim.now, msg_id)
-            if end > state["done_ns"]:
-                state["done_ns"] = end
-            state["left"] -= 1
-            if state["left"] == 0:
-                self.sim.call_at(state["done_ns"], lambda: done((tr.head_at,)))
+        def committed(heads: list[float]) -> None:
+            state["runs"] -= 1
+            if state["heads"] is None:
+                state["heads"] = heads
+            if state["runs"] == 0:
+                done((state["heads"],))
 
-        tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
-        state["left"] = tr.n_flits
-        self.engine.inject(tr)
+        for addr, size in runs:
+            run = [0, self.sim.now]  # flits still to be served, when the last one is committed
 
-    def read(
-        self,
-        msg_id: int,
-        request: Path,
-        response: Path,
-        addr: int,
-        size_bytes: int,
-        memory: Memory,
-        done: Done,
+            def sink(tr: Transfer, j: int, addr: int = addr, run: list = run) -> None:
+                end = memory.serve(addr + j * flit, tr.flit_size(j), self.sim.now, msg_id)
+                if end > run[1]:
+                    run[1] = end
+                run[0] -= 1
+                if run[0] == 0:
+                    self.sim.call_at(run[1], committed, tr.head_at)
+
+            tr = Transfer(msg_id, route.nodes, route.edges, size, flit, sink)
+            run[0] = tr.n_flits
+            self.engine.inject(tr)
+
+    def _read(
+        self, msg_id: int, request: Path, response: Path, runs: Runs, memory: Memory, done: Done
     ) -> None:
+        """One request per run; each run's data leaves the controller in address order."""
         flit = self.flit_bytes
-        req_heads: list[list[float]] = []
+        state = {"runs": len(runs), "heads": None}
 
-        def issue(req: Transfer, _j: int) -> None:
-            now = self.sim.now
-            req_heads.append(req.head_at)
-            data = Transfer(msg_id, response.nodes, response.edges, size_bytes, flit, arrive)
-            ready, last = [], now
-            for j in range(data.n_flits):
-                end = memory.serve(addr + j * flit, data.flit_size(j), now, msg_id)
-                last = end if end > last else last
-                ready.append(last)
-            data.tag = [data.n_flits]
-            self.engine.inject_staggered(data, ready)
+        def arrived(req: Transfer, data: Transfer) -> None:
+            state["runs"] -= 1
+            if state["heads"] is None:
+                state["heads"] = (req.head_at, data.head_at)
+            if state["runs"] == 0:
+                done(state["heads"])
 
-        def arrive(tr: Transfer, _j: int) -> None:
-            tr.tag[0] -= 1
-            if tr.tag[0] == 0:
-                done((req_heads[0], tr.head_at))
+        for addr, size in runs:
 
-        req = Transfer(
-            msg_id, request.nodes, request.edges, self.sim.spec.read_request_bytes, flit, issue
-        )
-        self.engine.inject(req)
+            def issue(req: Transfer, _j: int, addr: int = addr, size: int = size) -> None:
+                now = self.sim.now
+
+                def arrive(tr: Transfer, _j: int) -> None:
+                    tr.tag[0] -= 1
+                    if tr.tag[0] == 0:
+                        arrived(req, tr)
+
+                data = Transfer(msg_id, response.nodes, response.edges, size, flit, arrive)
+                ready, last = [], now
+                for j in range(data.n_flits):
+                    end = memory.serve(addr + j * flit, data.flit_size(j), now, msg_id)
+                    last = end if end > last else last
+                    ready.append(last)
+                data.tag = [data.n_flits]
+                self.engine.inject_staggered(data, ready)
+
+            req = Transfer(
+                msg_id, request.nodes, request.edges, self.sim.spec.read_request_bytes, flit, issue
+            )
+            self.engine.inject(req)

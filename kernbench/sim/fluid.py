@@ -32,19 +32,9 @@ its bytes and mean rate; spans of concurrent flows on one edge overlap.
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from kernbench.sim.context import Sim
-from kernbench.sim.pipeline import (
-    Chain,
-    Passage,
-    channels_of,
-    flit_sizes,
-    memory_fifo,
-    memory_ready,
-    through,
-)
-from kernbench.sim.transfer import Done, Fabric, Memory, Path, TransferModel
+from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
+from kernbench.sim.transfer import Done, Fabric, Memory, Path, Runs, TransferModel
 
 # A rate is "unchanged" (no reschedule) within this relative tolerance.
 RATE_REL = 1e-12
@@ -52,47 +42,6 @@ RATE_REL = 1e-12
 WAIT_REL = 1e-9
 # A resource is saturated when what is left of it is below this fraction of its capacity.
 SATURATED_REL = 1e-9
-
-
-class Leg:
-    """A stretch of a route between store-and-forward nodes, timed alone (cached per shape)."""
-
-    __slots__ = (
-        "edges",
-        "size",
-        "n_flits",
-        "total_ns",
-        "latency_ns",
-        "rate",
-        "heads",
-        "first_start",
-        "last_end",
-        "shares",
-        "path",
-    )
-
-    def __init__(
-        self,
-        edges: tuple[int, ...],
-        size: int,
-        n_flits: int,
-        total_ns: float,
-        rate: float,
-        passage: Passage,
-        shares: tuple[tuple[int, int, int], ...],
-        path: int,
-    ):
-        self.edges = edges
-        self.size = size
-        self.n_flits = n_flits
-        self.total_ns = total_ns
-        self.rate = rate
-        self.latency_ns = max(total_ns - size / rate, 0.0)
-        self.heads = passage.heads
-        self.first_start = passage.first_start
-        self.last_end = passage.last_end
-        self.shares = shares  # (channel, bytes, bursts) on the memory, if the leg reaches it
-        self.path = path  # which route of the transfer (0, or 1 for a read's response)
 
 
 class Flow:
@@ -111,6 +60,7 @@ class Flow:
         "begin",
         "active_at",
         "limits",
+        "cap",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -126,6 +76,7 @@ class Flow:
         self.begin = begin  # when the leg started (its latency began)
         self.active_at = 0.0  # when its bytes started to move
         self.limits: set[int] = set()
+        self.cap = float("inf")  # its own limit besides the shared resources, GB/s
 
 
 class _Transfer:
@@ -145,8 +96,8 @@ class FluidModel(TransferModel):
 
     def __init__(self, sim: Sim, fabric: Fabric, memo: dict | None = None):
         super().__init__(sim, fabric)
-        self.wire_ns = [length * sim.spec.ns_per_mm for length in fabric.edge_length_mm]
         self.cap: list[float] = list(fabric.edge_bw_gbs)  # per resource, GB/s
+        self.source_free = [0.0] * len(self.cap)  # per edge, when its source's queue empties
         self.users: list[dict[Flow, float]] = [{} for _ in self.cap]
         self.memory_of: list[Memory | None] = [None] * len(self.cap)
         self._memories: dict[int, int] = {}  # id(memory) -> its first channel's resource
@@ -154,6 +105,9 @@ class FluidModel(TransferModel):
         self._pending = False
         self._ids = 0
         self.plans: dict = memo if memo is not None else {}
+        self.planner = Planner(
+            fabric, self.flit_bytes, sim.spec.read_request_bytes, sim.spec.ns_per_mm
+        )
         self.observer = sim.observer
         self.n = {
             "transfers": 0,
@@ -171,107 +125,44 @@ class FluidModel(TransferModel):
         """Nothing is open: a flow's spans are written when it ends."""
 
     # -- the interface ---------------------------------------------------------------------
-    def send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
+    def _send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
         key = ("send", route, size_bytes)
         legs = self.plans.get(key)
         if legs is None:
-            legs = self.plans[key] = self._plan(route, size_bytes, 0)
+            legs = self.plans[key] = self.planner.send(route, size_bytes)
         self._start(_Transfer(msg_id, legs, None, done), at_ns)
 
-    def write(
-        self, msg_id: int, route: Path, addr: int, size_bytes: int, memory: Memory, done: Done
-    ) -> None:
-        phase = addr % (memory.burst_bytes * memory.channels)
-        key = ("write", route, size_bytes, phase, memory.channels)
+    def _write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None:
+        shape, key = self._shape(memory, runs)
+        key = ("write", route, shape, key)
         legs = self.plans.get(key)
         if legs is None:
-            legs = self.plans[key] = self._plan(route, size_bytes, 0, memory, phase, "write")
+            legs = self.plans[key] = self.planner.write(route, runs, shape)
         self._start(_Transfer(msg_id, legs, memory, done), self.sim.now)
 
-    def read(
+    def _read(
         self,
         msg_id: int,
         request: Path,
         response: Path,
-        addr: int,
-        size_bytes: int,
+        runs: Runs,
         memory: Memory,
         done: Done,
     ) -> None:
-        phase = addr % (memory.burst_bytes * memory.channels)
-        key = ("read", request, response, size_bytes, phase, memory.channels)
+        shape, key = self._shape(memory, runs)
+        key = ("read", request, response, shape, key)
         legs = self.plans.get(key)
         if legs is None:
-            ask = self._plan(request, self.sim.spec.read_request_bytes, 0)
-            data = self._plan(response, size_bytes, 1, memory, phase, "read")
-            legs = self.plans[key] = ask + data
+            legs = self.plans[key] = self.planner.read(request, response, runs, shape)
         self._start(_Transfer(msg_id, legs, memory, done), self.sim.now)
 
-    # -- closed-form plans -----------------------------------------------------------------
-    def _plan(
-        self,
-        route: Path,
-        size: int,
-        path: int,
-        memory: Memory | None = None,
-        phase: int = 0,
-        op: str = "",
-    ) -> tuple[Leg, ...]:
-        """The legs of ``size`` bytes along ``route``; a write's last leg ends in ``memory``
-        and a read's first leg starts there (``phase`` is the address modulo a channel
-        round)."""
-        f = self.fabric
-        nodes, edges = route.nodes, route.edges
-        cut = [0] + [h for h in range(1, len(nodes) - 1) if f.node_store_forward[nodes[h]]]
-        cut.append(len(nodes) - 1)
-        sizes = flit_sizes(size, self.flit_bytes)
-        channel = shares = None
-        if memory is not None:
-            channel = channels_of(
-                phase, sizes.size, self.flit_bytes, memory.burst_bytes, memory.channels
-            )
-            shares = _shares(channel, sizes)
-        legs = []
-        for k in range(len(cut) - 1):
-            a, b = cut[k], cut[k + 1]
-            chain = Chain(
-                tuple(self.ns_per_byte[e] for e in edges[a:b]),
-                tuple(self.wire_ns[e] for e in edges[a:b]),
-                tuple(f.node_overhead_ns[n] for n in nodes[a + 1 : b + 1]),
-                tuple(f.node_store_forward[n] for n in nodes[a + 1 : b + 1]),
-            )
-            first, last = k == 0, k == len(cut) - 2
-            reads = op == "read" and first
-            writes = op == "write" and last
-            assert memory is not None or not (reads or writes)
-            if reads:
-                arrive = memory_ready(0.0, channel, sizes, memory.ns_per_byte)
-            else:
-                arrive = np.zeros(sizes.size)
-            passage = Passage([], [], [])
-            out = through(chain, arrive, sizes, passage)
-            if writes:
-                out = memory_fifo(out, channel, sizes, memory.ns_per_byte)
-            rate = min(f.edge_bw_gbs[e] for e in edges[a:b])
-            leg_shares: tuple = ()
-            if reads or writes:
-                cap = 1.0 / memory.ns_per_byte
-                for _c, nbytes, _bursts in shares:
-                    rate = min(rate, cap / (nbytes / size))
-                leg_shares = shares
-            legs.append(
-                Leg(
-                    tuple(edges[a:b]),
-                    size,
-                    int(sizes.size),
-                    float(out.max()),
-                    rate,
-                    passage,
-                    leg_shares,
-                    path,
-                )
-            )
-        return tuple(legs)
+    @staticmethod
+    def _shape(memory: Memory, runs: Runs) -> tuple[MemoryShape, tuple]:
+        """The memory's shape, and the runs as a key that only keeps what times them: each
+        run's size and its address relative to the first run's channel round."""
+        shape = MemoryShape(memory.channels, memory.burst_bytes, memory.ns_per_byte)
+        base = runs[0][0] - runs[0][0] % (memory.burst_bytes * memory.channels)
+        return shape, tuple((a - base, n) for a, n in runs)
 
     # -- transfers and flows ---------------------------------------------------------------
     def _start(self, tr: _Transfer, at_ns: float) -> None:
@@ -281,7 +172,20 @@ class FluidModel(TransferModel):
     def _leg(self, tr: _Transfer, begin: float) -> None:
         leg = tr.legs[tr.i]
         if self.observer.enabled:
-            self.stats.count(leg.edges, leg.size, leg.n_flits)
+            st = self.stats
+            for e, b, k in zip(leg.edges, leg.edge_bytes, leg.edge_flits, strict=True):
+                st.bytes[e] += b
+                st.flits[e] += k
+        # All of a leg's bytes are ready at its source at once: the first edge serves the
+        # legs of its source one after the other, each at the edge's full rate (as the flit
+        # model queues a message's flits behind the earlier messages' on it).
+        e = leg.edges[0]
+        free = self.source_free[e]
+        if free > begin:
+            if self.observer.enabled and free - begin > self.stats.max_wait_ns[e]:
+                self.stats.max_wait_ns[e] = free - begin
+            begin = free
+        self.source_free[e] = begin + leg.edge_bytes[0] * self.ns_per_byte[e]
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
         self.sim.call_at(begin + leg.latency_ns, self._activate, flow)
@@ -302,13 +206,17 @@ class FluidModel(TransferModel):
         self.n["flows"] += 1
         leg = flow.leg
         flow.active_at = flow.t = self.sim.now
-        res, w = list(leg.edges), [1.0] * len(leg.edges)
+        res, w = list(leg.edges[1:]), list(leg.weights[1:])
+        flow.cap = self.cap[leg.edges[0]] / leg.weights[0]
         if leg.shares:
             base = self._memory_base(flow.transfer.memory)  # type: ignore[arg-type]
             for c, nbytes, _bursts in leg.shares:
                 res.append(base + c)
                 w.append(nbytes / leg.size)
         flow.res, flow.w = res, w
+        if not res:  # alone on its only edge: its rate is that edge's
+            self._rate(flow, flow.cap, self.sim.now)
+            return
         for r, x in zip(res, w, strict=True):
             self.users[r][flow] = x
         self._touch(res)
@@ -320,19 +228,22 @@ class FluidModel(TransferModel):
             self.sim.call_late(self._recompute)
 
     def _finish(self, flow: Flow, version: int) -> None:
+        """The flow's last byte is through: the leg is done."""
         if version != flow.version:
             return  # rescheduled since
         now = self.sim.now
         for r in flow.res:
             del self.users[r][flow]
-        self._touch(flow.res)
+        if flow.res:
+            self._touch(flow.res)
         leg, tr = flow.leg, flow.transfer
         if self.observer.enabled:
             self._observe(flow, now)
-        if len(tr.heads) <= leg.path:
-            tr.heads.append([flow.begin + h for h in leg.heads])
-        else:
-            tr.heads[leg.path].extend(flow.begin + h for h in leg.heads[1:])
+        for path, heads in leg.heads:
+            if len(tr.heads) <= path:
+                tr.heads.append([flow.begin + h for h in heads])
+            else:
+                tr.heads[path].extend(flow.begin + h for h in heads[1:])
         tr.i += 1
         if tr.i < len(tr.legs):
             self._leg(tr, now)
@@ -369,18 +280,24 @@ class FluidModel(TransferModel):
             old = f.rate
             if old and abs(rate - old) <= RATE_REL * old:
                 continue
-            self.n["rerated"] += 1
-            if old:
-                f.left -= old * (now - f.t)
-                if f.left < 0.0:
-                    f.left = 0.0
-            f.t = now
-            f.rate = rate
-            f.version += 1
-            self.sim.call_at(now + f.left / rate, self._finish, f, f.version)
+            self._rate(f, rate, now)
+
+    def _rate(self, f: Flow, rate: float, now: float) -> None:
+        """From ``now`` on ``f`` moves at ``rate``: when it will be done."""
+        self.n["rerated"] += 1
+        old = f.rate
+        if old:
+            f.left -= old * (now - f.t)
+            if f.left < 0.0:
+                f.left = 0.0
+        f.t = now
+        f.rate = rate
+        f.version += 1
+        self.sim.call_at(now + f.left / rate, self._finish, f, f.version)
 
     def _fill(self, flows: list[Flow], res: list[int]) -> dict[Flow, float]:
-        """Progressive filling over ``res`` for ``flows`` (every user of ``res``)."""
+        """Progressive filling over ``res`` for ``flows`` (every user of ``res``), each flow
+        also held to its own ``cap``."""
         cap, users = self.cap, self.users
         rem = {r: cap[r] for r in res}
         wsum = dict.fromkeys(res, 0.0)
@@ -391,6 +308,8 @@ class FluidModel(TransferModel):
                 live[r] += 1
         track = self.observer.enabled
         rates: dict[Flow, float] = {}
+        capped = sorted((f for f in flows if f.cap < float("inf")), key=lambda f: f.cap)
+        c = 0
         active = [r for r in res if live[r]]
         level = 0.0
         while active:
@@ -399,22 +318,29 @@ class FluidModel(TransferModel):
                 x = rem[r] / wsum[r]
                 if x < best:
                     best, arg = x, r
+            while c < len(capped) and capped[c] in rates:
+                c += 1
+            if c < len(capped) and capped[c].cap - level <= best:
+                best, arg = capped[c].cap - level, -1
             level += best
             saturated = []
             for r in active:
                 rem[r] -= best * wsum[r]
                 if r == arg or rem[r] <= SATURATED_REL * cap[r]:
                     saturated.append(r)
-            for r in saturated:
-                for f in users[r]:
-                    if f in rates:
-                        continue
-                    rates[f] = level
-                    if track:
-                        f.limits.add(r)
-                    for r2, x in zip(f.res, f.w, strict=True):
-                        wsum[r2] -= x
-                        live[r2] -= 1
+            frozen = [f for r in saturated for f in users[r]]
+            while c < len(capped) and capped[c].cap <= level * (1 + SATURATED_REL):
+                frozen.append(capped[c])
+                c += 1
+            for f in frozen:
+                if f in rates:
+                    continue
+                rates[f] = level
+                if track:
+                    f.limits.update(r for r in saturated if r in f.res)
+                for r2, x in zip(f.res, f.w, strict=True):
+                    wsum[r2] -= x
+                    live[r2] -= 1
             active = [r for r in active if live[r]]
         return rates
 
@@ -442,23 +368,17 @@ class FluidModel(TransferModel):
             if not self.observer.admit():
                 return
             start = flow.begin + leg.first_start[h]
-            end = tail + leg.last_end[h]
+            nbytes = leg.edge_bytes[h]
             self.spans.append(
                 (
                     e,
                     flow.transfer.msg_id,
                     start,
-                    end,
-                    leg.size,
-                    leg.n_flits,
-                    leg.size * self.ns_per_byte[e],
+                    tail + leg.last_end[h],
+                    nbytes,
+                    leg.edge_flits[h],
+                    nbytes * self.ns_per_byte[e],
                     wait,
-                    flow.begin + leg.heads[h],
+                    start,
                 )
             )
-
-
-def _shares(channel: np.ndarray, sizes: np.ndarray) -> tuple[tuple[int, int, int], ...]:
-    """Per pseudo-channel a transfer uses: (channel, bytes, bursts), in channel order."""
-    used = np.unique(channel)
-    return tuple((int(c), int(sizes[channel == c].sum()), int((channel == c).sum())) for c in used)

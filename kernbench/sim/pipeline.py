@@ -52,28 +52,68 @@ def fifo(arrive: np.ndarray, service: np.ndarray) -> np.ndarray:
 
 
 def through(
-    chain: Chain, arrive: np.ndarray, sizes: np.ndarray, passage: Passage | None = None
+    chain: Chain,
+    arrive: np.ndarray,
+    sizes: np.ndarray,
+    passage: Passage | None = None,
+    starts: np.ndarray | None = None,
 ) -> np.ndarray:
-    """When each flit has passed the last node of ``chain`` (its overhead included)."""
+    """When each flit has passed the last node of ``chain`` (its overhead included).
+
+    With ``starts`` (the index of each message's first flit, ascending from 0) the flits are
+    several messages back to back, each a message of its own: every node delays each
+    message's head by its overhead, and an edge serves the flits of all of them in the order
+    they reach it. The result keeps the flits' order of ``arrive``.
+    """
+    several = starts is not None and starts.size > 1
     if passage is not None:
         passage.heads.append(float(arrive[0]))
     for h, per_byte in enumerate(chain.ns_per_byte):
         service = sizes * per_byte
-        done = fifo(arrive, service)
+        if several and not _sorted(arrive):
+            order = np.argsort(arrive, kind="stable")
+            done = np.empty_like(arrive)
+            done[order] = fifo(arrive[order], service[order])
+        else:
+            done = fifo(arrive, service)
         if passage is not None:
-            passage.first_start.append(float(done[0] - service[0]))
-            passage.last_end.append(float(done[-1]))
+            first = int(np.argmin(done - service))
+            passage.first_start.append(float(done[first] - service[first]))
+            passage.last_end.append(float(done.max()))
         arrive = done + chain.wire_ns[h]
         if passage is not None:
             passage.heads.append(float(arrive[0]))
         overhead = chain.overhead_ns[h]
-        if chain.store_forward[h]:
+        if several:
+            assert starts is not None
+            arrive = _per_message(arrive, starts, overhead, chain.store_forward[h])
+        elif chain.store_forward[h]:
             arrive = np.full_like(arrive, arrive.max() + overhead)
         elif overhead:
             head = np.zeros_like(sizes)
             head[0] = overhead
             arrive = fifo(arrive, head)
     return arrive
+
+
+def _sorted(a: np.ndarray) -> bool:
+    return bool((a[1:] >= a[:-1]).all())
+
+
+def _per_message(
+    arrive: np.ndarray, starts: np.ndarray, overhead: float, store_forward: bool
+) -> np.ndarray:
+    """A node's overhead on each message's head (or on all of a message, released at once
+    when its tail is in), the messages independent of each other."""
+    out = arrive.copy()
+    bounds = [*starts.tolist(), arrive.size]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        if store_forward:
+            out[a:b] = out[a:b].max() + overhead
+        elif overhead:
+            out[a] += overhead
+            out[a:b] = np.maximum.accumulate(out[a:b])
+    return out
 
 
 def channels_of(

@@ -11,6 +11,10 @@ model runs (``sim.model``):
 - :meth:`~TransferModel.read`: a request to a memory controller, then the data back on the
   response route; done when the last byte is back at the requester.
 
+A write or read moves one or more address runs of one controller (a host message is one run,
+a PE's DMA one run per contiguous stretch); a read sends one request per run. The runs leave
+their source back to back.
+
 Each call ends by calling ``done(heads)`` at the simulated time the transfer is done, where
 ``heads`` holds, per route the transfer took (one for send and write; request and response for
 read), when the head of the transfer reached each node of it.
@@ -28,6 +32,7 @@ from typing import Protocol
 from kernbench.sim.context import Sim
 
 Heads = tuple[list[float], ...]
+Runs = Sequence[tuple[int, int]]  # (address, bytes) of each run of one transfer
 Done = Callable[[Heads], None]
 
 
@@ -124,29 +129,54 @@ class TransferModel(ABC):
         self.ns_per_byte = [1.0 / bw for bw in fabric.edge_bw_gbs]
         self.stats = LinkStats(len(fabric.edge_bw_gbs), self.ns_per_byte)
         self.spans = []
+        # With a list here, every transfer is logged when done: (kind, first node, last node,
+        # first address or -1, bytes, start, end); kind is send, write or read.
+        self.log: list[tuple[str, int, int, int, int, float, float]] | None = None
 
-    @abstractmethod
     def send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
         """Move ``size_bytes`` along ``route``, starting at ``at_ns``."""
+        if self.log is not None:
+            done = self._logged(done, "send", route, ((-1, size_bytes),), at_ns)
+        self._send(msg_id, route, size_bytes, at_ns, done)
 
-    @abstractmethod
-    def write(
-        self, msg_id: int, route: Path, addr: int, size_bytes: int, memory: Memory, done: Done
-    ) -> None:
-        """Move ``size_bytes`` along ``route`` into ``memory`` at ``addr``, starting now."""
+    def write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None:
+        """Move the bytes of ``runs`` along ``route`` into ``memory``, starting now."""
+        if self.log is not None:
+            done = self._logged(done, "write", route, runs, self.sim.now)
+        self._write(msg_id, route, runs, memory, done)
 
-    @abstractmethod
     def read(
-        self,
-        msg_id: int,
-        request: Path,
-        response: Path,
-        addr: int,
-        size_bytes: int,
-        memory: Memory,
-        done: Done,
+        self, msg_id: int, request: Path, response: Path, runs: Runs, memory: Memory, done: Done
     ) -> None:
-        """Send a read request along ``request`` now; the data comes back along ``response``."""
+        """Request ``runs`` from ``memory`` along ``request`` now; the data comes back along
+        ``response``."""
+        if self.log is not None:
+            done = self._logged(done, "read", request, runs, self.sim.now)
+        self._read(msg_id, request, response, runs, memory, done)
+
+    def _logged(self, done: Done, kind: str, route: Path, runs: Runs, start: float) -> Done:
+        log = self.log
+        assert log is not None
+        addr, size = runs[0][0], sum(n for _a, n in runs)
+
+        def logged(heads: Heads) -> None:
+            log.append((kind, route.nodes[0], route.nodes[-1], addr, size, start, self.sim.now))
+            done(heads)
+
+        return logged
+
+    @abstractmethod
+    def _send(
+        self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done
+    ) -> None: ...
+
+    @abstractmethod
+    def _write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None: ...
+
+    @abstractmethod
+    def _read(
+        self, msg_id: int, request: Path, response: Path, runs: Runs, memory: Memory, done: Done
+    ) -> None: ...
 
     @abstractmethod
     def close_spans(self) -> None:
