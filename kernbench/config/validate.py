@@ -75,7 +75,7 @@ def build_spec(spec_cls: type, node: Any, key: str, noun: str = "key") -> Any:
         raise ConfigError(_join(key, exc.full_key), _first_line(exc)) from None
 
 
-# The smallest flit (ADR 0018): 16 bytes, a 128-bit NoC link; every flit is an event per hop.
+# The smallest flit (ADR 0017): 16 bytes, a 128-bit NoC link; every flit is an event per hop.
 MIN_FLIT_BYTES = 16
 
 

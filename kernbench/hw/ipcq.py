@@ -26,7 +26,7 @@ from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_non_negative, check_positive, param
 
 BUFFERS = ("tcm", "sram", "hbm")
-# Smallest ring slot (ADR 0018): a cache line. Every slot-sized chunk of a message is a DMA
+# Smallest ring slot (ADR 0017): a cache line. Every slot-sized chunk of a message is a DMA
 # and a credit, so a 1-byte slot turns a 96 KiB all-reduce into minutes of simulated DMAs.
 MIN_SLOT_BYTES = 64
 
