@@ -16,11 +16,14 @@ config directory given with ``--config-dir``) is left to Hydra.
 """
 
 import difflib
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -68,9 +71,8 @@ def unknown_presets(args: Sequence[str], conf: Path | None = None) -> str | None
                 continue
             for value in values:
                 if value not in presets:
-                    return f"{group}: no preset {value!r}; valid: {', '.join(presets)}" + _hint(
-                        value, presets
-                    )
+                    valid = ", ".join(presets)
+                    return f"{group}: no preset {value!r}; valid: {valid}{_hint(value, presets)}"
     return None
 
 
@@ -80,19 +82,14 @@ def _hint(value: str, presets: list[str]) -> str:
     return f" (did you mean {lowered[close[0]]}?)" if close else ""
 
 
-class _config_loader:
-    """Hydra's config loader over ``conf`` (and Hydra's plugins), as ``@hydra.main`` sees it;
-    the global Hydra state is restored on exit."""
-
-    def __init__(self, conf: Path):
-        self._init = initialize_config_dir(config_dir=str(conf), version_base="1.3")
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self._init.__enter__()
-        return GlobalHydra.instance().config_loader()
-
-    def __exit__(self, *exc: object) -> None:
-        self._init.__exit__(*exc)
+@contextmanager
+def _config_loader(conf: Path) -> Iterator[ConfigLoader]:
+    """Hydra's config loader over ``conf`` and Hydra's plugins, as ``@hydra.main`` sees it; the
+    global Hydra state is restored on exit. Hydra warns about a searchpath entry it cannot find
+    when it composes; it need not warn twice."""
+    with warnings.catch_warnings(), initialize_config_dir(str(conf), version_base="1.3"):
+        warnings.simplefilter("ignore", UserWarning)
+        yield GlobalHydra.instance().config_loader()
 
 
 def unknown_bench_keys(args: Sequence[str], conf: Path | None = None) -> str | None:
