@@ -1,4 +1,4 @@
-"""The fluid transfer model (``sim.model=fluid``, MODEL.md §3a, ADR 0017).
+"""The fluid transfer model (``sim.model=fluid``, MODEL.md §3a, ADR 0025).
 
 A transfer is cut at store-and-forward nodes into legs; each leg is a flow. A flow first waits
 a fixed latency, then moves its bytes at a rate:
