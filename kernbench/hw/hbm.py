@@ -12,15 +12,14 @@ writes share the channels, first come first served.
   one are done.
 
 That is the flit model's view (:meth:`HbmController.serve`, one burst at a time). The fluid
-model (kernbench.sim.fluid) treats each pseudo-channel as a resource of capacity
-``pc_bw_gbs * efficiency`` shared by the transfers that use it, each by its share of bytes on
-the channel, and reports what they did with :meth:`HbmController.account`.
+model (kernbench.sim.fluid) queues a transfer's bursts on each channel at once, behind what is
+queued there, and reports what each channel did with :meth:`HbmController.account`.
 
 Observation: a controller counts the bytes it read and wrote, the busy time summed over its
 channels and the longest wait of a burst for its channel (fluid: of a transfer it held back).
 With ``sim.trace=full`` it also records spans per pseudo-channel: under the flit model a
-maximal run of consecutive bursts of one message on one channel, so spans of one channel never
-overlap; under the fluid model one span per transfer and channel, which may overlap.
+maximal run of consecutive bursts of one message on one channel; under the fluid model one span per transfer and channel. Spans of one
+channel never overlap.
 
 Not modelled: banks, row buffers, refresh, read/write turnaround, ECC.
 """
@@ -114,8 +113,8 @@ class HbmController:
     def account(
         self, channel: int, msg_id: int, start: float, end: float, nbytes: int, bursts: int
     ) -> None:
-        """A fluid transfer put ``nbytes`` in ``bursts`` on ``channel`` from ``start`` to
-        ``end``: one span, overlapping those of other transfers on the channel."""
+        """A fluid transfer had ``channel`` serve its ``nbytes`` in ``bursts`` from ``start``
+        to ``end``."""
         service = nbytes * self.spec.ns_per_byte
         self.busy_ns += service
         self.bursts += bursts
@@ -123,6 +122,7 @@ class HbmController:
             self.spans.append((channel, msg_id, start, end, nbytes, bursts, service))
 
     def waited(self, wait_ns: float) -> None:
+        """A transfer's bursts waited ``wait_ns`` for a channel."""
         if wait_ns > self.max_wait_ns:
             self.max_wait_ns = wait_ns
 

@@ -6,42 +6,56 @@ a fixed latency, then moves its bytes at a rate:
 - **Latency**: the leg's time alone, in closed form (:mod:`kernbench.sim.pipeline`, the same
   max-plus recurrence the probe's ``formula_ns`` uses), minus its bytes at its bottleneck rate.
   A lone leg therefore takes exactly its closed-form time, whatever its size.
-- **Rate**: max-min fair over every resource the flow crosses: each directed edge (capacity
-  its bandwidth) and, for the leg that reaches a memory controller, each pseudo-channel it
-  uses (capacity ``pc_bw × efficiency``), which carries the flow's share of bytes on that
-  channel. Rates come from progressive filling: all unfrozen flows grow together until a
-  resource saturates; the flows through it freeze; repeat.
+- **Rate**: shared over the resources the flow crosses: the directed edges (capacity: their
+  bandwidth; a request edge carries the flow's request bytes per data byte) and, for a
+  write, the pseudo-channels of its controller (capacity ``pc_bw × efficiency``, each carrying
+  the flow's share of bytes on it). Each resource shares in proportion to what each flow
+  offers it, and a flow offers the next resource what it got from the one before, as FIFO
+  queues with unbounded buffers do in the flit model; what is left is shared max-min fair
+  (kernbench.sim.fluid_share). The first edge of a leg belongs to its source: legs leave it
+  one after the other, each at the edge's full rate, as the flit model queues a message's
+  flits behind the earlier messages' (the edge then bounds only the flow's own rate).
+- **Reads at the memory**: a read's bursts are all queued when its request arrives, so its
+  controller's channels serve reads first come, first served, as in the flit model: when a
+  read's bytes start to move, its bursts are queued on each channel it uses behind what is
+  queued there, and it cannot move faster than the last of them is read.
+
+Max-min fair sharing of every resource (MODEL.md's first sketch) kept PEs that read one slice
+in lockstep and missed the flit model by 26 % on ``bench=gemm`` and by up to 10x on
+per-transfer times; ADR 0025 has the measurements.
 
 Rates are recomputed when flows start or end, only for the flows connected to a change through
 shared resources, at most once per simulated instant (every start and end of an instant is in
 by then), and a flow's completion is rescheduled only when its rate changed. The cost of a
 transfer is a few events per leg plus the recomputations it causes, whatever its size.
 
-What the flit model has and this one does not: flit-by-flit interleaving (a flow's share is
-the fair share, not what FIFO order gives each flit), head-of-line blocking at a source link
-(flit: one message's flits all queue ahead of the next message's), and a latency that grows
-under load (here the latency is fixed; only the rate is shared). docs/fluid-model.md lists the
-measured differences.
+What the flit model has and this one does not: the order in which bytes reach a FIFO (a flow
+that arrives behind a backlog waits for it; here it shares at once), a flow that has handed
+all its bytes on no longer holds the resources behind it (here it keeps its share of them
+until its last byte is through), and a latency that grows under load (here it is fixed; only
+the rate is shared). docs/fluid-model.md publishes the measured differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts; busy time follows from
-bytes. ``max_wait_ns`` of a resource is the largest delay beyond its time alone of a flow that
-this resource held back (froze). With ``sim.trace=full`` each leg leaves one span per edge:
-from when its first byte would start on the edge alone to when its last byte leaves it, with
-its bytes and mean rate; spans of concurrent flows on one edge overlap.
+bytes. ``max_wait_ns`` of an edge is the largest delay beyond its time alone of a flow this
+edge held back (froze), or of a leg that waited for its source's earlier legs on its first
+edge; a controller's is the longest a transfer's bursts waited for a channel. With
+``sim.trace=full`` each leg leaves one span per edge: from when its first byte would start on
+the edge alone to when its last byte leaves it, with its bytes; spans of concurrent flows on
+one edge overlap. A controller records one span per transfer and channel: the time the
+channel serves that transfer's bursts.
 """
 
 from collections.abc import Sequence
 
 from kernbench.sim.context import Sim
 from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
+from kernbench.sim.fluid_share import fifo_shares
 from kernbench.sim.transfer import Done, Fabric, Memory, Path, Runs, TransferModel
 
 # A rate is "unchanged" (no reschedule) within this relative tolerance.
 RATE_REL = 1e-12
 # A flow "waited" when it took longer than alone by more than this fraction (not rounding).
 WAIT_REL = 1e-9
-# A resource is saturated when what is left of it is below this fraction of its capacity.
-SATURATED_REL = 1e-9
 
 
 class Flow:
@@ -61,6 +75,7 @@ class Flow:
         "active_at",
         "limits",
         "cap",
+        "windows",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -77,6 +92,7 @@ class Flow:
         self.active_at = 0.0  # when its bytes started to move
         self.limits: set[int] = set()
         self.cap = float("inf")  # its own limit besides the shared resources, GB/s
+        self.windows: list[tuple[float, float]] = []  # per memory share: its channel's service
 
 
 class _Transfer:
@@ -99,8 +115,8 @@ class FluidModel(TransferModel):
         self.cap: list[float] = list(fabric.edge_bw_gbs)  # per resource, GB/s
         self.source_free = [0.0] * len(self.cap)  # per edge, when its source's queue empties
         self.users: list[dict[Flow, float]] = [{} for _ in self.cap]
-        self.memory_of: list[Memory | None] = [None] * len(self.cap)
-        self._memories: dict[int, int] = {}  # id(memory) -> its first channel's resource
+        self._channels: dict[int, list[float]] = {}  # id(memory) -> when each channel frees
+        self._memories: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._pending = False
         self._ids = 0
@@ -198,8 +214,27 @@ class FluidModel(TransferModel):
             for _ in range(memory.channels):
                 self.cap.append(cap)
                 self.users.append({})
-                self.memory_of.append(memory)
         return base
+
+    def _queue(self, flow: Flow) -> float:
+        """Queue the leg's bursts on its memory's channels now; the rate at which the last of
+        them is through."""
+        memory = flow.transfer.memory
+        assert memory is not None
+        free = self._channels.get(id(memory))
+        if free is None:
+            free = self._channels[id(memory)] = [0.0] * memory.channels
+        now, per_byte = self.sim.now, memory.ns_per_byte
+        end = now
+        windows = []
+        for c, nbytes, _bursts in flow.leg.shares:
+            start = free[c] if free[c] > now else now
+            free[c] = start + nbytes * per_byte
+            windows.append((start, free[c]))
+            if free[c] > end:
+                end = free[c]
+        flow.windows = windows
+        return flow.leg.size / (end - now)
 
     def _activate(self, flow: Flow) -> None:
         """The flow's latency is over: its bytes start to share the resources it crosses."""
@@ -208,7 +243,9 @@ class FluidModel(TransferModel):
         flow.active_at = flow.t = self.sim.now
         res, w = list(leg.edges[1:]), list(leg.weights[1:])
         flow.cap = self.cap[leg.edges[0]] / leg.weights[0]
-        if leg.shares:
+        if leg.shares and leg.reads:
+            flow.cap = min(flow.cap, self._queue(flow))
+        elif leg.shares:
             base = self._memory_base(flow.transfer.memory)  # type: ignore[arg-type]
             for c, nbytes, _bursts in leg.shares:
                 res.append(base + c)
@@ -252,7 +289,7 @@ class FluidModel(TransferModel):
 
     # -- rates -----------------------------------------------------------------------------
     def _recompute(self) -> None:
-        """Max-min fair rates for the flows connected to what changed since the last time."""
+        """New rates for the flows connected to what changed since the last time."""
         self._pending = False
         dirty, self._dirty = self._dirty, set()
         users = self.users
@@ -274,11 +311,12 @@ class FluidModel(TransferModel):
         self.n["component_flows"] += len(flows)
         if len(flows) > self.n["max_component_flows"]:
             self.n["max_component_flows"] = len(flows)
-        rates = self._fill(list(flows), sorted(seen))
+        track = self.observer.enabled
+        rates = fifo_shares(list(flows), sorted(seen), self.cap, users, track)
         now = self.sim.now
         for f, rate in rates.items():
             old = f.rate
-            if old and abs(rate - old) <= RATE_REL * old:
+            if abs(rate - old) <= RATE_REL * old or rate == old:
                 continue
             self._rate(f, rate, now)
 
@@ -293,56 +331,8 @@ class FluidModel(TransferModel):
         f.t = now
         f.rate = rate
         f.version += 1
-        self.sim.call_at(now + f.left / rate, self._finish, f, f.version)
-
-    def _fill(self, flows: list[Flow], res: list[int]) -> dict[Flow, float]:
-        """Progressive filling over ``res`` for ``flows`` (every user of ``res``), each flow
-        also held to its own ``cap``."""
-        cap, users = self.cap, self.users
-        rem = {r: cap[r] for r in res}
-        wsum = dict.fromkeys(res, 0.0)
-        live = dict.fromkeys(res, 0)
-        for f in flows:
-            for r, x in zip(f.res, f.w, strict=True):
-                wsum[r] += x
-                live[r] += 1
-        track = self.observer.enabled
-        rates: dict[Flow, float] = {}
-        capped = sorted((f for f in flows if f.cap < float("inf")), key=lambda f: f.cap)
-        c = 0
-        active = [r for r in res if live[r]]
-        level = 0.0
-        while active:
-            best, arg = float("inf"), -1
-            for r in active:
-                x = rem[r] / wsum[r]
-                if x < best:
-                    best, arg = x, r
-            while c < len(capped) and capped[c] in rates:
-                c += 1
-            if c < len(capped) and capped[c].cap - level <= best:
-                best, arg = capped[c].cap - level, -1
-            level += best
-            saturated = []
-            for r in active:
-                rem[r] -= best * wsum[r]
-                if r == arg or rem[r] <= SATURATED_REL * cap[r]:
-                    saturated.append(r)
-            frozen = [f for r in saturated for f in users[r]]
-            while c < len(capped) and capped[c].cap <= level * (1 + SATURATED_REL):
-                frozen.append(capped[c])
-                c += 1
-            for f in frozen:
-                if f in rates:
-                    continue
-                rates[f] = level
-                if track:
-                    f.limits.update(r for r in saturated if r in f.res)
-                for r2, x in zip(f.res, f.w, strict=True):
-                    wsum[r2] -= x
-                    live[r2] -= 1
-            active = [r for r in active if live[r]]
-        return rates
+        if rate > 0.0:
+            self.sim.call_at(now + f.left / rate, self._finish, f, f.version)
 
     # -- observation -----------------------------------------------------------------------
     def _observe(self, flow: Flow, now: float) -> None:
@@ -350,17 +340,16 @@ class FluidModel(TransferModel):
         wait = (now - flow.begin) - leg.total_ns
         if wait > WAIT_REL * leg.total_ns:
             for r in flow.limits:
-                if r < len(self.stats.max_wait_ns):
-                    if wait > self.stats.max_wait_ns[r]:
-                        self.stats.max_wait_ns[r] = wait
-                else:
-                    self.memory_of[r].waited(wait)  # type: ignore[union-attr]
+                if r < len(self.stats.max_wait_ns) and wait > self.stats.max_wait_ns[r]:
+                    self.stats.max_wait_ns[r] = wait
         else:
             wait = 0.0
         memory = flow.transfer.memory
         if leg.shares and memory is not None:
-            for c, nbytes, bursts in leg.shares:
-                memory.account(c, flow.transfer.msg_id, flow.active_at, now, nbytes, bursts)
+            windows = flow.windows or [(flow.active_at, now)] * len(leg.shares)
+            for (c, nbytes, bursts), (start, end) in zip(leg.shares, windows, strict=True):
+                memory.account(c, flow.transfer.msg_id, start, end, nbytes, bursts)
+                memory.waited(start - flow.active_at)
         if not self.observer.full:
             return
         tail = now - leg.total_ns  # what the last byte's times alone shift by

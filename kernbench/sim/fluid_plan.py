@@ -55,6 +55,7 @@ class Leg:
         "last_end",
         "heads",
         "shares",
+        "reads",
     )
 
     def __init__(
@@ -79,6 +80,7 @@ class Leg:
         self.last_end = [t for p in passages for t in p.last_end]
         self.heads = heads  # (path, head times relative to the leg's start) per route part
         self.shares = shares  # (channel, bytes, bursts) on the memory, if the leg reaches it
+        self.reads = len(heads) > 1  # the leg around the memory of a read
         rate = min(caps.edge[e] / w for e, w in zip(self.edges, self.weights, strict=True))
         for _c, nbytes, _bursts in shares:
             rate = min(rate, caps.memory / (nbytes / size))
