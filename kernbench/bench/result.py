@@ -82,12 +82,13 @@ SUFFIX_DIRECTIONS: tuple[tuple[str, str], ...] = (
     ("_tflops", HIGHER),
 )
 
-# kernbench's own metrics of every run: simulated time is what the model charged; events and
-# host wall time measure the simulator, not the hardware, so no direction is better.
+# kernbench's own metrics of every run: simulated time is what the model charged; the event
+# count describes the simulation, neither better nor worse; host wall time is better lower,
+# though comparisons leave it out by default (it measures the machine, not the model).
 RUN_METRIC_DIRECTIONS: dict[str, str | None] = {
     "sim_time_ns": LOWER,
     "sim_events": None,
-    "wall_s": None,
+    "wall_s": LOWER,
 }
 
 
