@@ -671,7 +671,8 @@ def test_runs_table_keeps_names_and_start_where_they_fit(store, capsys, monkeypa
     code, out, _ = compare(capsys, uri, "runs", "--sweep", "sw-gemm")
     assert code == 0
     assert out.splitlines()[0].rstrip() == "gemm: sweep sw-gemm (3)"
-    header = out.splitlines()[1]
+    lines = out.splitlines()
+    header = lines[next(i for i, line in enumerate(lines) if line.startswith("─")) - 1]
     assert header.split()[:4] == ["run", "id", "status", "start"]
     assert "qkv_gemm-2x2-2aaaaaaa" in out
 
