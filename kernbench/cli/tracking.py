@@ -377,6 +377,8 @@ def run_tags(
 
 
 BETTER_TAG = f"{TAG_PREFIX}better"
+# The config groups a run's description names, in this order (all are tags besides).
+DESCRIBED_GROUPS = ("topology", "hw", "sim", "ccl")
 HEADLINE_TAG = f"{TAG_PREFIX}headline"
 
 
@@ -402,7 +404,7 @@ def run_description(
         what = f"kernbench sweep `{sweep_id}`" + (f" of bench `{bench}`" if bench else "")
         lines = [f"{what}: the parent run of its jobs."]
     else:
-        presets = ", ".join(f"{k} `{v}`" for k, v in choices.items() if k != "bench")
+        presets = ", ".join(f"{k} `{choices[k]}`" for k in DESCRIBED_GROUPS if k in choices)
         lines = [f"kernbench run of bench `{bench}`" + (f" ({presets})" if presets else "") + "."]
         if role == "job":
             lines[0] += f" Job {job_num} of sweep `{sweep_id}`."
