@@ -161,8 +161,13 @@ def store_lock(uri: str) -> Iterator[None]:
     ``.<db name>.lock`` beside the database, taken with ``flock``, so it is released when the
     process ends however it ends. Other URIs (a server) need none."""
     path = sqlite_path(uri)
-    if path is None or fcntl is None or not path.parent.is_dir():
-        yield  # a missing directory is MLflow's error to report
+    if path is None or fcntl is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow would, to lock beside it
+    except OSError:
+        yield  # MLflow reports the directory it cannot make
         return
     with open(path.with_name(f".{path.name}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
