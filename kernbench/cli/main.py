@@ -152,7 +152,9 @@ def run(
         _write_results(out_dir, summary)
         if tracked is not None:
             tracked.finish("KILLED", {}, _outcome_tags(summary), _artifacts(out_dir))
-        logged = f", MLflow run {tracked.run_id} closed as KILLED" if tracked else ""
+        logged = (
+            f", MLflow run {tracked.run_id} closed as KILLED" if tracked and tracked.run_id else ""
+        )
         exc.add_note(f"results in {out_dir}{logged}")  # the line main() prints
         raise
     except Exception as exc:
