@@ -51,10 +51,22 @@ def wrap_path(name: str, width: int) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _header(column: str, cell_width: int) -> str:
-    """A metric or param name as a header no wider than its longest part (broken after each
-    ``/`` or ``.``) or the column's widest cell, whichever is wider."""
-    parts = re.findall(r"[^/.]*[/.]|[^/.]+$", column)
+# Where a header may break: after a path or key separator, then, if that is not narrow
+# enough, after a word of a name too.
+BREAKS = ("/.", "/._")
+UNIT_CHARS = 3  # _ns, _s, _gbs
+
+
+def _header(column: str, cell_width: int, level: int) -> str:
+    """A metric or param name as a header no wider than its longest part (broken after the
+    characters of ``BREAKS[level - 1]``) or the column's widest cell, whichever is wider;
+    level 0 leaves it whole."""
+    if level == 0:
+        return column
+    chars = re.escape(BREAKS[level - 1])
+    parts = re.findall(rf"[^{chars}]*[{chars}]|[^{chars}]+$", column)
+    if len(parts) > 1 and parts[-2].endswith("_") and len(parts[-1]) <= UNIT_CHARS:
+        parts[-2:] = [parts[-2] + parts[-1]]  # a unit stays with its name: latency_ns
     width = max(cell_width, *(len(p) for p in parts))
     lines = [""]
     for part in parts:
@@ -78,7 +90,7 @@ class _Layout:
         self.cells = [[fmt_cell(v) for v in row] for row in rows]
         self.styles = list(styles)
         self.keep = keep
-        self.split_headers = False
+        self.header_level = 0
         self.widths = [max((len(r[i]) for r in self.cells), default=0) for i in range(len(columns))]
         self.numeric = []
         for i in range(len(columns)):
@@ -93,14 +105,16 @@ class _Layout:
             title_justify="left",
             title_style="bold",
             box=box.SIMPLE_HEAD,
+            # Columns two spaces apart (rich's default is three), none at the edges.
+            padding=(0, 0, 0, 1),
             pad_edge=False,
             show_edge=False,
         )
         for i in indices:
             key = i < self.keep
             wrapped = key and key_width is not None and i == 0
-            split = self.split_headers and not key
-            header = _header(self.columns[i], self.widths[i]) if split else self.columns[i]
+            level = 0 if key else self.header_level
+            header = _header(self.columns[i], self.widths[i], level)
             table.add_column(
                 escape(header),
                 justify="right" if self.numeric[i] else "left",
@@ -120,6 +134,17 @@ class _Layout:
         # Measured unconstrained: its natural width, which the console's width would cap.
         options = self.console.options.update_width(UNCONSTRAINED_WIDTH)
         return Measurement.get(self.console, options, table).maximum
+
+
+def _pages(layout: _Layout, keys: list[int], values: list[int], limit: int) -> list[list[int]]:
+    """The value columns in order, as many to a table as fit beside the keys."""
+    pages: list[list[int]] = []
+    for i in values:
+        if pages and layout.width(keys + pages[-1] + [i]) <= limit:
+            pages[-1].append(i)
+        else:
+            pages.append([i])
+    return pages
 
 
 def fitted_tables(
@@ -144,7 +169,7 @@ def fitted_tables(
     indices = list(range(len(columns)))
     if layout.width(indices) <= limit:
         return [layout.table(title, indices)]
-    layout.split_headers = True
+    layout.header_level = 1
     for name in optional:
         if layout.width(indices) <= limit:
             break
@@ -158,12 +183,15 @@ def fitted_tables(
         longest = max((len(r[0]) for r in layout.cells), default=0)
         room = max(longest - (layout.width(indices) - limit), MIN_KEY_WIDTH)
         return [layout.table(title, indices, key_width=room)]
-    pages: list[list[int]] = []
-    for i in values:
-        if pages and layout.width(keys + pages[-1] + [i]) <= limit:
-            pages[-1].append(i)
+    pages = _pages(layout, keys, values, limit)
+    if len(pages) > 1:
+        # Split over several tables anyway: try headers broken between words, if fewer.
+        layout.header_level = 2
+        narrower = _pages(layout, keys, values, limit)
+        if len(narrower) < len(pages):
+            pages = narrower
         else:
-            pages.append([i])
+            layout.header_level = 1
     if not pages:
         return [layout.table(title, keys)]
     tables = []

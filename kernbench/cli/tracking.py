@@ -166,10 +166,13 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow would, to lock beside it
+        lock = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115
     except OSError:
-        yield  # MLflow reports the directory it cannot make
+        # A directory we cannot write to: MLflow reports it if it must write; a read-only
+        # store (kernbench compare) is opened unlocked, as nobody can be creating it.
+        yield
         return
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
