@@ -13,14 +13,11 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TextIO
-
-from rich.console import Console
+from typing import Any
 
 from kernbench.bench.result import RUN_METRIC_DIRECTIONS, SUFFIX_DIRECTIONS, metric_direction
 from kernbench.cli.runstore import (
@@ -33,7 +30,7 @@ from kernbench.cli.runstore import (
     start_text,
     status,
 )
-from kernbench.cli.tables import fitted_tables
+from kernbench.cli.tables import output_console, print_tables
 from kernbench.cli.tracking import BETTER_TAG, HEADLINE_TAG, TAG_PREFIX, resolve_uri
 from kernbench.core.errors import KernbenchError
 
@@ -49,8 +46,6 @@ DEFAULT_LIMIT = 50
 DEFAULT_THRESHOLD = 0.05
 # Host wall time measures the machine, not the model: reported but never a verdict by default.
 NOISE_METRICS = ("wall_s",)
-# Piped output (CI logs, tests) gets a fixed width so tables are stable.
-PIPED_WIDTH_CHARS = 160
 
 # Metrics only in one run of a diff listed by name before the rest are counted.
 LISTED_MISSING = 10
@@ -102,20 +97,8 @@ def _unmatched(keys: Iterable[str], patterns: Sequence[str]) -> list[str]:
     return [p for p in patterns if not any(fnmatchcase(k, p) for k in keys)]
 
 
-def _console(file: TextIO | None = None) -> Console:
-    console = Console(file=file, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPED_WIDTH_CHARS
-    return console
-
-
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
-
-
-def _print_tables(console: Console, title: str, columns, rows, **kwargs: Any) -> None:
-    for table in fitted_tables(console, title, columns, rows, **kwargs):
-        console.print(table)
 
 
 def _json_number(value: Any) -> Any:
@@ -216,11 +199,11 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> int:
             for rec in records
         ]
         styles = ["red" if rec["status"] == "failed" else "" for rec in records]
-        console = _console()
+        console = output_console()
         if rows:
             # Narrow terminals lose the start time, then the run names (ids stay), before
             # the columns are split over several tables.
-            _print_tables(
+            print_tables(
                 console,
                 f"{title} ({len(rows)})",
                 header,
@@ -435,7 +418,7 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
-        console = _console()
+        console = output_console()
         for role, run in (("baseline", base), ("candidate", cand)):
             console.print(
                 f"{role:<9}  {label(run)}  {status(run)}  {start_text(run)}", markup=False
@@ -443,7 +426,7 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
         if params_changed:
             changed = [[k, b, c] for k, (b, c) in params_changed.items()]
             columns = ["param", "baseline", "candidate"]
-            _print_tables(console, "params", columns, changed, wrap_key=True)
+            print_tables(console, "params", columns, changed, wrap_key=True)
         table_rows = [
             [
                 r["metric"],
@@ -456,7 +439,7 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
             for r in rows
         ]
         styles = [{"worse": "red", "better": "green"}.get(r["verdict"], "") for r in rows]
-        _print_tables(
+        print_tables(
             console,
             "metrics",
             ["metric", "baseline", "candidate", "change", "better", "verdict"],

@@ -37,11 +37,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from rich.console import Console
 
 from kernbench.bench.result import headline_metrics
 from kernbench.cli.runstore import quote
-from kernbench.cli.tables import fitted_tables
+from kernbench.cli.tables import output_console, print_tables
 from kernbench.cli.tracking import (
     MAX_TAG_CHARS,
     NOTE_TAG,
@@ -72,8 +71,6 @@ TABLE_CSV = "sweep.csv"
 TABLE_MD = "sweep.md"
 # Headline metric columns printed at the end of a sweep (sweep.csv and sweep.md have all).
 PRINTED_METRICS = 6
-# Piped output (logs, CI) gets a fixed width, as kernbench's other tables.
-PIPED_WIDTH_CHARS = 160
 KILLED_ERROR = "interrupted: the sweep was stopped before this job ended"
 
 
@@ -294,13 +291,12 @@ class SweepCallback(Callback):
         columns, rows = sweep_table(jobs, swept, sweep_dir)
         artifacts = _write_table(sweep_dir, columns, rows)
         printed = _printed_columns(columns, swept)
-        console = _console()
+        console = output_console()
         title = f"sweep {self.sweep_id or sweep_dir.name}: {len(jobs)} jobs"
         if rows:
             picked = [[row[columns.index(c)] for c in printed] for row in rows]
             styles = ["red" if row[1] != "ok" else "" for row in rows]
-            for table in fitted_tables(console, title, printed, picked, keep=2, styles=styles):
-                console.print(table)
+            print_tables(console, title, printed, picked, keep=2, styles=styles)
         if len(printed) < len(columns):
             print(f"all {len(columns) - 2} columns: {sweep_dir / TABLE_CSV}")
         if self.tracker is not None and self.parent_run_id is not None:
@@ -402,13 +398,6 @@ class SweepCallback(Callback):
         }
         self.tracker.finish_run(self.parent_run_id, "KILLED", {}, parent_tags)
         return len(children)
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPED_WIDTH_CHARS
-    return console
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:

@@ -9,9 +9,10 @@ holds long names can instead be wrapped after its ``/`` (``wrap_key``), as ``com
 does with metric names.
 """
 
+import os
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -21,8 +22,30 @@ from rich.table import Table
 
 from kernbench.report.markdown import fmt_cell
 
+# Piped output (CI logs, tests) gets a fixed width so tables are stable.
+PIPED_WIDTH_CHARS = 160
 MIN_KEY_WIDTH = 12
 UNCONSTRAINED_WIDTH = 100_000
+
+
+def output_console(file: TextIO | None = None) -> Console:
+    """A console for tables: the terminal's width (or ``COLUMNS``), 160 when piped."""
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH_CHARS
+    return console
+
+
+def print_tables(
+    console: Console,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    **kwargs: Any,
+) -> None:
+    """:func:`fitted_tables` printed on ``console``."""
+    for table in fitted_tables(console, title, columns, rows, **kwargs):
+        console.print(table)
 
 
 def is_number(value: Any) -> bool:
