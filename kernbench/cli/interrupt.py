@@ -28,6 +28,10 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"signal {signum}")
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type["Interrupted"], tuple[int]]:
+        # A job's interrupt crosses back from a joblib worker pickled: keep the signal.
+        return (Interrupted, (self.signum,))
+
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)

@@ -4,6 +4,7 @@ being recorded, and what the MLflow UI is told about experiments and runs."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import time
@@ -180,6 +181,15 @@ def test_a_kill_while_the_run_is_being_recorded_leaves_a_killed_run(
     assert run.info.status == "KILLED"
     assert run.data.tags["kernbench.status"] == "killed"
     assert len(run.data.params) == len(summary["params"])  # the start-up went through
+
+
+def test_an_interrupt_keeps_its_signal_across_processes():
+    exc = pickle.loads(pickle.dumps(interrupt.Interrupted(signal.SIGTERM)))
+    assert (exc.signum, interrupt.exit_code(exc), interrupt.signal_name(exc)) == (
+        signal.SIGTERM,
+        143,
+        "SIGTERM",
+    )
 
 
 def test_a_second_signal_stops_at_once(sigterm_handler):
