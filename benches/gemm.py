@@ -23,7 +23,15 @@ from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.core import BenchError
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout, grid_tiles, run_gemm
+from .gemm_common import (
+    GEMM_BETTER,
+    GEMM_HEADLINE,
+    GemmParams,
+    Layout,
+    grid_size,
+    grid_tiles,
+    run_gemm,
+)
 from .matmul_kernels import matmul_kernel
 
 
@@ -66,9 +74,7 @@ def gemm_layout(p: GemmBenchParams, dev: Device) -> Layout:
     pe_ids = tuple(sorted({i for _, i in pes}))
     rows = Placement(cubes="row", pes="row", cube_ids=cube_ids, pe_ids=pe_ids)
     cols = Placement(cubes="col", pes="col", cube_ids=cube_ids, pe_ids=pe_ids)
-    tiles = grid_tiles(p, pes)
-    grid = sum(len(t) for t in tiles.values())
-    return Layout(rows, cols, rows, matmul_kernel, grid, pes, tiles)
+    return Layout(rows, cols, rows, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 
 
 @bench("gemm", params=GemmBenchParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)

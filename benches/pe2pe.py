@@ -103,7 +103,7 @@ def dma_ns(ctx: BenchContext, src: PeId, dst: PeId, nbytes: int, label: str) -> 
 def pe2pe(ctx: BenchContext, p: Pe2PeParams) -> BenchResult:
     """PE-to-PE latency by IPCQ send/recv and by raw DMA, per pair and size."""
     system = ctx.new_system("pe2pe pairs")
-    known = pairs_of(system.ipcq)
+    known = pairs_of(Ipcq.of(system))
     if p.pairs == "all":
         chosen = [name for name in PAIR_ORDER if name in known]
     else:

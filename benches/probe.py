@@ -15,10 +15,13 @@ from kernbench.bench import HIGHER, BenchContext, BenchResult, Table, bench
 from kernbench.core import KIB, MIB, BenchError, fmt_bytes
 from kernbench.runtime import Completion, MemoryReadMsg, MemoryWriteMsg, Message, PeDmaMsg
 from kernbench.runtime.analytic import Formula, formula
-from kernbench.topology import Topology
+from kernbench.topology import SystemSpec, Topology
 from kernbench.topology.fairshare import max_min_fair
 
 SWEEP_SIZES = (4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1 * MIB)
+# PEs writing into one HBM slice in the incast scenarios of congestion_scenarios (those the
+# cube has): ProbeParams.check_spec bounds size_bytes with it.
+INCAST_PES = (1, 2, 3, 8)
 AGREEMENT_REL = 1e-6
 CASE_ORDER = (
     "h2d-local-cube",
@@ -44,6 +47,31 @@ class ProbeParams:
     def __post_init__(self) -> None:
         if self.size_bytes <= 0:
             raise BenchError(f"bench.size_bytes: must be > 0, got {self.size_bytes}")
+
+    def check_spec(self, spec: SystemSpec) -> None:
+        """Before the system is built: every message goes to one HBM slice, the incast
+        scenarios put up to 8 of them side by side in PE 0's slice, and the sweep sends up to
+        ``max(SWEEP_SIZES)``."""
+        slice_bytes = spec.hw.hbm.slice_bytes
+        incast = max(n for n in INCAST_PES if n <= spec.hw.cube.pes)
+        side_by_side = incast if self.congestion and self.case == "all" else 1
+        if self.size_bytes * side_by_side > slice_bytes:
+            limit = f"at most {slice_bytes // side_by_side} bytes"
+            if side_by_side > 1:
+                limit += (
+                    f" ({incast} messages share one slice in the congestion scenarios; with "
+                    f"bench.congestion=false up to {slice_bytes})"
+                )
+            raise BenchError(
+                f"bench.size_bytes: {self.size_bytes} bytes do not fit the HBM slice a probe "
+                f"writes to (hw.hbm.slice_bytes = {fmt_bytes(slice_bytes)}); use {limit}"
+            )
+        if self.sweep and max(SWEEP_SIZES) > slice_bytes:
+            raise BenchError(
+                f"bench.sweep: the sweep's sizes up to {fmt_bytes(max(SWEEP_SIZES))} do not fit "
+                f"an HBM slice (hw.hbm.slice_bytes = {fmt_bytes(slice_bytes)}); use "
+                "bench.sweep=false or larger slices"
+            )
 
 
 CaseFn = Callable[[int], Message]

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout, grid_tiles, run_gemm
+from .gemm_common import (
+    GEMM_BETTER,
+    GEMM_HEADLINE,
+    GemmParams,
+    Layout,
+    grid_size,
+    grid_tiles,
+    run_gemm,
+)
 from .matmul_kernels import matmul_kernel
 
 
@@ -25,9 +33,7 @@ def single_pe_layout(p: GemmParams, cube: int = 0, pe: int = 0) -> Layout:
     """Everything on one PE: A, B and C in its HBM slice, the whole grid on it."""
     here = Placement.single(cube, pe)
     pes = [(cube, pe)]
-    tiles = grid_tiles(p, pes)
-    grid = sum(len(t) for t in tiles.values())
-    return Layout(here, here, here, matmul_kernel, grid, pes, tiles)
+    return Layout(here, here, here, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 
 
 @bench("qkv_gemm", params=QkvGemmParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)

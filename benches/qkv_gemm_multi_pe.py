@@ -66,8 +66,9 @@ def sharded_layout(p: GemmParams, dev: Device) -> Layout:
         kernel=sharded_matmul_kernel,
         grid=dev.pe_count,
         pes=dev.all_pes(),
-        tiles=sharded_tiles(p, dev.cubes, dev.pes_per_cube),
+        tiles_of=lambda: sharded_tiles(p, dev.cubes, dev.pes_per_cube),
         meta={"CUBES": dev.cubes, "PES": dev.pes_per_cube},
+        carries_tiles=True,
     )
 
 

@@ -303,11 +303,11 @@ def test_streams_sharing_one_ucie_connection_add_their_drains(topo2x2):
         PeDmaMsg(0, 0, 4, a.hbm(0, 1, 1), size),
     )
     conns = _conn_edges(topo2x2, "sip0.cube0.ucie.E")
-    assert [sys_.wire.stats.bytes[e] for e in conns] == [2 * size, 0, 0, 0]
+    assert [sys_.transfers.stats.bytes[e] for e in conns] == [2 * size, 0, 0, 0]
     drains = 2 * size / CONN_BW  # every byte of both holds connection 0
     # No flit crosses before a PE's 3 ns and the E port's 8 ns head overhead.
     assert max(c0.end_ns, c4.end_ns) >= drains + PE_PRE_NS + PORT_OVH
-    assert sys_.wire.stats.busy_ns[conns[0]] == pytest.approx(drains, rel=REL)
+    assert sys_.transfers.stats.busy_ns[conns[0]] == pytest.approx(drains, rel=REL)
 
 
 def test_streams_on_different_connections_overlap(topo2x2):
@@ -319,7 +319,7 @@ def test_streams_on_different_connections_overlap(topo2x2):
         PeDmaMsg(0, 0, 1, a.hbm(0, 1, 1), size),
     )
     conns = _conn_edges(topo2x2, "sip0.cube0.ucie.E")
-    assert [sys_.wire.stats.bytes[e] for e in conns] == [size, size, 0, 0]
+    assert [sys_.transfers.stats.bytes[e] for e in conns] == [size, size, 0, 0]
     assert max(c0.end_ns, c1.end_ns) < 0.75 * (2 * size / CONN_BW)
 
 
@@ -330,7 +330,7 @@ def test_two_host_writes_share_the_pcie_link(topo2x2):
         topo2x2, MemoryWriteMsg(a.hbm(0, 0, 0), size), MemoryWriteMsg(a.hbm(0, 1, 5), size)
     )
     host_link = topo2x2.graph.edge("host->sip0.io.pcie_ep").id
-    assert sys_.wire.stats.bytes[host_link] == 2 * size
+    assert sys_.transfers.stats.bytes[host_link] == 2 * size
     assert max(c.end_ns for c in done) >= 2 * size / HOST_BW + HOST_WIRE
 
 

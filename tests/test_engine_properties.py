@@ -145,8 +145,8 @@ def test_every_edge_carries_exactly_the_bytes_routed_over_it(topo2sip, batch):
             want_flits[back] += flits
             read[ctrl.name] = read.get(ctrl.name, 0) + size
 
-    assert sys_.wire.stats.bytes == want_bytes.tolist()
-    assert sys_.wire.stats.flits == want_flits.tolist()
+    assert sys_.transfers.stats.bytes == want_bytes.tolist()
+    assert sys_.transfers.stats.flits == want_flits.tolist()
     for name, nbytes in written.items():
         assert sys_.hbm_controller(topo2sip.node(name)).bytes_written == nbytes
     for name, nbytes in read.items():
@@ -252,6 +252,6 @@ def test_same_scenario_twice_is_bit_identical(make_topology):
             assert x.data.tobytes() == y.data.tobytes()
     assert s1.now == s2.now
     assert s1.sim.events == s2.sim.events
-    assert s1.wire.stats.bytes == s2.wire.stats.bytes
-    assert s1.wire.stats.busy_ns == s2.wire.stats.busy_ns
-    assert s1.wire.stats.max_wait_ns == s2.wire.stats.max_wait_ns
+    assert s1.transfers.stats.bytes == s2.transfers.stats.bytes
+    assert s1.transfers.stats.busy_ns == s2.transfers.stats.busy_ns
+    assert s1.transfers.stats.max_wait_ns == s2.transfers.stats.max_wait_ns

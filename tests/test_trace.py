@@ -268,7 +268,7 @@ def test_summary_keeps_statistics_but_no_spans_and_off_keeps_nothing(tmp_path):
     off = BenchContext.from_spec(spec_2x2(trace="off"))
     workload(off)
     assert off.observations() == {}
-    assert all(not any(s.wire.stats.bytes) for s in off.systems)
+    assert all(not any(s.transfers.stats.bytes) for s in off.systems)
     summary: dict = {"metrics": {}}
     write_observation(tmp_path, summary, {})
     assert "observe" not in summary and not list(tmp_path.iterdir())

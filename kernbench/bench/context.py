@@ -21,7 +21,8 @@ class BenchContext:
     the bench starts, so the span cap holds for the whole run. ``devices`` are the SIPs a
     single-device bench runs on (config key ``device``). ``plots`` are the run's plots: those
     the bench asks for with :meth:`plot`, then the observation plots (default: drawn at the
-    end, in this process)."""
+    end, in this process). With ``log_transfers`` every system logs what it moved
+    (:attr:`kernbench.sim.transfer.TransferModel.log`)."""
 
     spec: SystemSpec
     topology: Topology
@@ -31,6 +32,7 @@ class BenchContext:
     systems: list[System] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     plots: RunPlots = field(default_factory=RunPlots)
+    log_transfers: bool = False  # every system logs its transfers (TransferModel.log)
 
     def __post_init__(self) -> None:
         if self.observer is None:
@@ -45,6 +47,8 @@ class BenchContext:
         """A fresh, idle system on the shared topology (each starts at t = 0). ``label`` names
         it in traces and plots (default ``system <n>``)."""
         system = System(topology=self.topology, observer=self.observer)
+        if self.log_transfers:
+            system.transfers.log = []
         self.systems.append(system)
         self.labels.append(label or f"system {len(self.systems) - 1}")
         return system

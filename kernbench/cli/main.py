@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kernbench.bench import BenchContext, BenchResult, get_bench
 from kernbench.cli import interrupt
 from kernbench.cli.heap import frozen_heap, skip_exit_gc
-from kernbench.cli.overrides import unknown_bench_keys
+from kernbench.cli.overrides import unknown_bench_keys, unknown_presets
 from kernbench.cli.sweep import await_parent, current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
@@ -118,7 +118,7 @@ def run(
         spec = system_spec_from_cfg(cfg)
         name, modules = bench_selection(cfg)
         info = get_bench(name, modules)
-        params = bench_params_from_cfg(cfg, info)
+        params = bench_params_from_cfg(cfg, info, spec)
         devices = devices_from_cfg(cfg, spec)
         summary.update(better=info.better, headline=list(info.headline))
         # Only a valid config becomes an MLflow run: a config error is not a run (ADR 0021).
@@ -271,8 +271,7 @@ def _start_tracking(
         # A job logs where its sweep's parent run is, whatever its own environment says.
         spec = replace(spec, uri=sweep.tracking_uri, experiment=sweep.experiment)
     launch = launch_dir or _launch_dir()
-    topology = summary.get("choices", {}).get("topology") or cfg.get("topology", {}).get("name")
-    name = f"{summary.get('bench')}-{topology}-{summary['config_hash']}"
+    name = f"{summary.get('bench')}-{topology_label(summary['params'])}-{summary['config_hash']}"
     tags = run_tags(
         bench=summary.get("bench"),
         config_hash=summary["config_hash"],
@@ -293,6 +292,15 @@ def _start_tracking(
         params=summary["params"],
         tags=tags,
     )
+
+
+def topology_label(params: dict[str, Any]) -> str:
+    """The shape that runs, as a run name shows it: ``WxH``, with ``_Nsip`` for several SIPs
+    (ADR 0019). It is the preset's name for every shipped preset, and follows an override
+    such as ``topology.mesh_w=3``, which a preset's name would not."""
+    w, h, sips = (params.get(f"topology.{k}") for k in ("mesh_w", "mesh_h", "sips"))
+    shape = f"{w}x{h}"
+    return shape if sips in (1, None) else f"{shape}_{sips}sip"
 
 
 def _launch_dir() -> Path:
@@ -420,7 +428,7 @@ def main() -> None:
         from kernbench.cli.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:], prog="kernbench compare"))
-    problem = unknown_bench_keys(sys.argv[1:])
+    problem = unknown_presets(sys.argv[1:]) or unknown_bench_keys(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -1,26 +1,40 @@
-"""A check of ``bench.<key>=value`` overrides before Hydra composes the config.
+"""Checks of the command line's overrides before Hydra composes the config.
 
-Hydra rejects an override of a key the config does not have with "Could not override ...
+Hydra reports a missing preset (``topology=5x5``) in a dozen lines and exits 1, where a
+configuration error exits 2 with one ``error: <key>: ...`` line. :func:`unknown_presets` finds
+those overrides first, asking Hydra's own config loader which presets each group has (the
+shipped ``conf/``, ``hydra.searchpath`` and Hydra's plugins), so the error can list them.
+
+Hydra also rejects an override of a key the config does not have with "Could not override ...
 To append to your config use +bench.key=value", which for a misspelt bench parameter points
 the wrong way: the bench would then reject the added key. :func:`unknown_bench_keys` finds
 those overrides first, for the benches shipped in ``conf/bench``, so the command can name the
-bench's valid parameters instead. Anything it cannot decide (a bench from another config
-directory, a syntax error) is left to Hydra.
+bench's valid parameters instead.
+
+Anything these cannot decide (a bench from another config directory, a syntax error, another
+config directory given with ``--config-dir``) is left to Hydra.
 """
 
-from collections.abc import Sequence
+import difflib
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from hydra import initialize_config_dir
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 
 from kernbench.config.system import conf_dir
 
+# Flags that change where configs come from: with them Hydra decides alone.
+CONFIG_SOURCE_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
 
-def unknown_bench_keys(args: Sequence[str], conf: Path | None = None) -> str | None:
-    """An error message for the first ``bench.<key>=`` override (without ``+``/``~``) whose key
-    none of the selected benches' configs has, or ``None``."""
-    conf = conf or conf_dir()
+
+def _parse(args: Sequence[str]) -> list[Override]:
     parser = OverridesParser.create()
     overrides = []
     for arg in args:
@@ -30,6 +44,59 @@ def unknown_bench_keys(args: Sequence[str], conf: Path | None = None) -> str | N
             overrides += parser.parse_overrides([arg])
         except Exception:  # not an override (e.g. the value of --cfg), or Hydra's to report
             continue
+    return overrides
+
+
+def unknown_presets(args: Sequence[str], conf: Path | None = None) -> str | None:
+    """An error message for the first ``group=preset`` override (``+group=`` too, and each
+    value of a ``-m`` sweep ``group=a,b``) whose preset the group does not have, or ``None``."""
+    if any(a.split("=", 1)[0] in CONFIG_SOURCE_FLAGS for a in args):
+        return None
+    chosen: list[tuple[str, list[str]]] = []
+    searchpath: list[str] = []
+    for o in _parse(args):
+        if o.get_key_element() == "hydra.searchpath":
+            searchpath.append(o.input_line or "")
+        elif o.package is None and not o.is_delete() and "." not in o.key_or_group:
+            if o.is_choice_sweep():
+                chosen.append((o.key_or_group, list(o.sweep_string_iterator())))
+            elif not o.is_sweep_override() and o.value() is not None:
+                chosen.append((o.key_or_group, [str(o.value())]))
+    if not chosen:
+        return None
+    with _config_loader(conf or conf_dir()) as loader:
+        for group, values in chosen:
+            presets = loader.get_group_options(group, config_name="config", overrides=searchpath)
+            if not presets:  # not a group: a plain key such as device=all
+                continue
+            for value in values:
+                if value not in presets:
+                    valid = ", ".join(presets)
+                    return f"{group}: no preset {value!r}; valid: {valid}{_hint(value, presets)}"
+    return None
+
+
+def _hint(value: str, presets: list[str]) -> str:
+    lowered = {p.lower(): p for p in presets}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]}?)" if close else ""
+
+
+@contextmanager
+def _config_loader(conf: Path) -> Iterator[ConfigLoader]:
+    """Hydra's config loader over ``conf`` and Hydra's plugins, as ``@hydra.main`` sees it; the
+    global Hydra state is restored on exit. Hydra warns about a searchpath entry it cannot find
+    when it composes; it need not warn twice."""
+    with warnings.catch_warnings(), initialize_config_dir(str(conf), version_base="1.3"):
+        warnings.simplefilter("ignore", UserWarning)
+        yield GlobalHydra.instance().config_loader()
+
+
+def unknown_bench_keys(args: Sequence[str], conf: Path | None = None) -> str | None:
+    """An error message for the first ``bench.<key>=`` override (without ``+``/``~``) whose key
+    none of the selected benches' configs has, or ``None``."""
+    conf = conf or conf_dir()
+    overrides = _parse(args)
     benches: list[str] = []
     keys: list[str] = []
     for o in overrides:

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kernbench.bench import BenchInfo, get_bench
-from kernbench.config.validate import build_spec, to_plain
+from kernbench.config.validate import build_spec, check_system, to_plain
 from kernbench.core.errors import ConfigError, KernbenchError
 from kernbench.hw import HwSpec
 from kernbench.hw.ipcq import CclSpec
@@ -31,13 +31,16 @@ def conf_dir() -> Path:
 
 
 def system_spec_from_cfg(cfg: DictConfig) -> SystemSpec:
-    """Validate ``cfg.topology``, ``cfg.hw``, ``cfg.sim`` and ``cfg.ccl``; build the system spec."""
-    return SystemSpec(
+    """Validate ``cfg.topology``, ``cfg.hw``, ``cfg.sim`` and ``cfg.ccl``, each on its own and
+    then against each other (:func:`check_system`); build the system spec."""
+    spec = SystemSpec(
         topology=build_spec(TopologySpec, cfg.get("topology"), TopologySpec.KEY),
         hw=build_spec(HwSpec, cfg.get("hw"), HwSpec.KEY),
         sim=build_spec(SimSpec, cfg.get("sim"), SimSpec.KEY),
         ccl=build_spec(CclSpec, cfg.get("ccl"), CclSpec.KEY),
     )
+    check_system(spec)
+    return spec
 
 
 def devices_from_cfg(cfg: DictConfig, spec: SystemSpec) -> tuple[int, ...]:
@@ -82,11 +85,18 @@ def bench_selection(cfg: DictConfig) -> tuple[str, tuple[str, ...]]:
     return name, modules
 
 
-def bench_params_from_cfg(cfg: DictConfig, info: BenchInfo) -> Any:
-    """``cfg.bench`` without its selection keys, validated against the bench's params class."""
+def bench_params_from_cfg(cfg: DictConfig, info: BenchInfo, spec: SystemSpec | None = None) -> Any:
+    """``cfg.bench`` without its selection keys, validated against the bench's params class.
+
+    With ``spec``, parameters whose class defines ``check_spec(spec)`` are also checked against
+    the system before anything is built (a size against the HBM slice, say)."""
     node = to_plain(cfg.get("bench"), "bench") or {}
     values = {k: v for k, v in node.items() if k not in BENCH_SELECT_KEYS}
-    return build_spec(info.params, values, "bench", noun="parameter")
+    params = build_spec(info.params, values, "bench", noun="parameter")
+    check = getattr(params, "check_spec", None)
+    if spec is not None and callable(check):
+        check(spec)
+    return params
 
 
 def resolved(cfg: DictConfig) -> dict[str, Any]:

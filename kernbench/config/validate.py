@@ -4,7 +4,8 @@ Each node is checked in two steps. Its shape (known keys, mappings where a spec 
 is walked against the dataclass fields, so an unknown key is reported with the valid ones. The
 values are then merged onto ``OmegaConf.structured(spec_cls)``, which converts and type-checks
 them, and ``OmegaConf.to_object`` builds the dataclass, whose ``__post_init__`` rejects
-semantic nonsense with its own ConfigError.
+semantic nonsense with its own ConfigError. :func:`check_system` then checks the values that
+only make sense together (a key of one section against another's).
 """
 
 import dataclasses
@@ -21,6 +22,8 @@ from omegaconf.errors import (
 )
 
 from kernbench.core.errors import ConfigError
+from kernbench.core.units import fmt_bytes
+from kernbench.topology import SystemSpec
 
 _TYPE_WORDS = {
     bool: "true or false",
@@ -70,6 +73,42 @@ def build_spec(spec_cls: type, node: Any, key: str, noun: str = "key") -> Any:
         ) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(_join(key, exc.full_key), _first_line(exc)) from None
+
+
+# The smallest flit (ADR 0017): 16 bytes, a 128-bit NoC link; every flit is an event per hop.
+MIN_FLIT_BYTES = 16
+
+
+def check_system(spec: SystemSpec) -> None:
+    """Cross-section checks of a ``SystemSpec``; each error names the key to change.
+
+    - ``sim.flit_bytes``: MODEL.md makes the flit the HBM burst, and a controller charges a
+      flit to the pseudo-channel of its first byte, so a flit must lie within one burst: a
+      power of two from ``MIN_FLIT_BYTES`` up to ``hw.hbm.burst_bytes`` (which divides it).
+    - ``ccl.slot_bytes``: one receive ring (``ccl.slots`` slots) must fit the memory of the
+      tier it lives in (``ccl.buffer``).
+    """
+    flit, burst = spec.sim.flit_bytes, spec.hw.hbm.burst_bytes
+    if flit < MIN_FLIT_BYTES or flit > burst or burst % flit:
+        raise ConfigError(
+            "sim.flit_bytes",
+            f"must be a power of two from {MIN_FLIT_BYTES} to hw.hbm.burst_bytes ({burst}), so "
+            f"that a flit lies within one HBM burst; got {flit}",
+        )
+    ccl = spec.ccl
+    capacity = {
+        "tcm": ("hw.pe.tcm_bytes", spec.hw.pe.tcm_bytes),
+        "sram": ("hw.cube.sram_bytes", spec.hw.cube.sram_bytes),
+        "hbm": ("hw.hbm.slice_bytes", spec.hw.hbm.slice_bytes),
+    }
+    key, room = capacity[ccl.buffer]
+    if ccl.slots * ccl.slot_bytes > room:
+        raise ConfigError(
+            "ccl.slot_bytes",
+            f"a ring of {ccl.slots} slots (ccl.slots) of {ccl.slot_bytes} bytes does not fit the "
+            f"{ccl.buffer} it lives in ({key} = {fmt_bytes(room)}); use at most "
+            f"{room // ccl.slots} bytes per slot",
+        )
 
 
 def _construct(spec_cls: type, values: dict[str, Any], key: str) -> Any:

@@ -11,10 +11,16 @@ writes share the channels, first come first served.
   controller in address order (in-order responses), each once its own burst and every earlier
   one are done.
 
+That is the flit model's view (:meth:`HbmController.serve`, one burst at a time). The fluid
+model (kernbench.sim.fluid) treats each pseudo-channel as a resource of capacity
+``pc_bw_gbs * efficiency`` shared by the transfers that use it, each by its share of bytes on
+the channel, and reports what they did with :meth:`HbmController.account`.
+
 Observation: a controller counts the bytes it read and wrote, the busy time summed over its
-channels and the longest wait of a burst for its channel. With ``sim.trace=full`` it also
-records spans per pseudo-channel: a maximal run of consecutive bursts of one message on one
-channel, so spans of one channel never overlap.
+channels and the longest wait of a burst for its channel (fluid: of a transfer it held back).
+With ``sim.trace=full`` it also records spans per pseudo-channel: under the flit model a
+maximal run of consecutive bursts of one message on one channel, so spans of one channel never
+overlap; under the fluid model one span per transfer and channel, which may overlap.
 
 Not modelled: banks, row buffers, refresh, read/write turnaround, ECC.
 """
@@ -91,6 +97,34 @@ class HbmController:
         # idle gaps between its bursts, busy_ns is their service time.
         self.spans: list[tuple] = []
         self._open: list[list | None] = [None] * spec.pseudo_channels
+
+    # -- what the transfer models see (kernbench.sim.transfer.Memory) -----------------------
+    @property
+    def channels(self) -> int:
+        return self.spec.pseudo_channels
+
+    @property
+    def burst_bytes(self) -> int:
+        return self.spec.burst_bytes
+
+    @property
+    def ns_per_byte(self) -> float:
+        return self.spec.ns_per_byte
+
+    def account(
+        self, channel: int, msg_id: int, start: float, end: float, nbytes: int, bursts: int
+    ) -> None:
+        """A fluid transfer put ``nbytes`` in ``bursts`` on ``channel`` from ``start`` to
+        ``end``: one span, overlapping those of other transfers on the channel."""
+        service = nbytes * self.spec.ns_per_byte
+        self.busy_ns += service
+        self.bursts += bursts
+        if self.observer is not None and self.observer.admit():
+            self.spans.append((channel, msg_id, start, end, nbytes, bursts, service))
+
+    def waited(self, wait_ns: float) -> None:
+        if wait_ns > self.max_wait_ns:
+            self.max_wait_ns = wait_ns
 
     def serve(self, addr: int, nbytes: int, now: float, msg_id: int = 0) -> float:
         """Enqueue one flit of message ``msg_id`` at ``now``; return when its channel ends it."""

@@ -26,6 +26,9 @@ from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_non_negative, check_positive, param
 
 BUFFERS = ("tcm", "sram", "hbm")
+# Smallest ring slot (ADR 0017): a cache line. Every slot-sized chunk of a message is a DMA
+# and a credit, so a 1-byte slot turns a 96 KiB all-reduce into minutes of simulated DMAs.
+MIN_SLOT_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class CclSpec:
 
     buffer: str = param("tcm", "where IPCQ receive rings live: tcm | sram | hbm")
     slots: int = param(4, "slots per receive ring (= credits per channel), count")
-    slot_bytes: int = param(16384, "bytes per ring slot; larger messages use several slots")
+    slot_bytes: int = param(
+        16384, f"bytes per ring slot (>= {MIN_SLOT_BYTES}); larger messages use several slots"
+    )
     credit_bytes: int = param(64, "size of a credit-return message, bytes")
     tcm_setup_ns: float = param(10.0, "setup per message with rings in TCM, ns")
     sram_setup_ns: float = param(20.0, "setup per message with rings in shared SRAM, ns")
@@ -46,6 +51,12 @@ class CclSpec:
                 f"{self.KEY}.buffer", f"must be one of {', '.join(BUFFERS)}, got {self.buffer!r}"
             )
         check_positive(self, "slots", "slot_bytes", "credit_bytes")
+        if self.slot_bytes < MIN_SLOT_BYTES:
+            raise ConfigError(
+                f"{self.KEY}.slot_bytes",
+                f"must be at least {MIN_SLOT_BYTES} bytes (a cache line; each slot-sized chunk "
+                f"of a message is a DMA and a credit), got {self.slot_bytes}",
+            )
         check_non_negative(self, "tcm_setup_ns", "sram_setup_ns", "hbm_setup_ns")
 
     @property

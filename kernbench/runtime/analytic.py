@@ -3,8 +3,10 @@
 The route is a chain of FIFO stages. With ``A(j, i)`` the time flit ``j`` reaches stage ``i``
 and ``s(j, i)`` its service there, a FIFO stage finishes flit ``j`` at
 ``D(j, i) = max(D(j-1, i), A(j, i)) + s(j, i)``. This is evaluated stage by stage for all flits
-at once in closed form, ``D = S + cummax(A - S + s)`` with ``S`` the running sum of ``s``, and
-shares no code with the event engine, so the two agreeing is evidence that the engine is right.
+at once in closed form (:mod:`kernbench.sim.pipeline`), ``D = S + cummax(A - S + s)`` with
+``S`` the running sum of ``s``, and shares no code with the flit engine, so the two agreeing is
+evidence that the engine is right. The fluid model takes its fixed latencies from the same
+closed form, so for it the agreement checks the rates and the way a transfer is split.
 
 Stages: an edge serves ``bytes / bw`` and then adds its wire delay; a forwarding node or the
 destination serves the head for its overhead and the other flits for nothing; a
@@ -17,6 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernbench.runtime.messages import MemoryReadMsg, MemoryWriteMsg, Message, PeDmaMsg
+from kernbench.sim.pipeline import (
+    Chain,
+    channels_of,
+    flit_sizes,
+    memory_fifo,
+    memory_ready,
+    through,
+)
 from kernbench.topology import NodeKind, Topology
 from kernbench.topology.graph import Node
 from kernbench.topology.topology import Route
@@ -36,9 +46,18 @@ class Formula:
     bottleneck_at: str  # the node the bottleneck delivers to (edge end or HBM controller)
 
 
-def _fifo(arrive: np.ndarray, service: np.ndarray) -> np.ndarray:
-    done_by = np.cumsum(service)
-    return done_by + np.maximum.accumulate(arrive - done_by + service)
+def chain_of(topology: Topology, route: Route) -> Chain:
+    """``route`` as the plain numbers of :mod:`kernbench.sim.pipeline`."""
+    g = topology.graph
+    ns_per_mm = topology.spec.sim.ns_per_mm
+    edges = [g.edges[e] for e in route.edges]
+    after = [g.nodes[n] for n in route.nodes[1:]]
+    return Chain(
+        tuple(1.0 / e.bw_gbs for e in edges),
+        tuple(e.length_mm * ns_per_mm for e in edges),
+        tuple(n.overhead_ns for n in after),
+        tuple(n.kind is NodeKind.STORE_FORWARD for n in after),
+    )
 
 
 class _Path:
@@ -46,7 +65,6 @@ class _Path:
 
     def __init__(self, topology: Topology):
         self.t = topology
-        self.ns_per_mm = topology.spec.sim.ns_per_mm
         self.overhead = 0.0
         self.wire = 0.0
         self.serialization = 0.0
@@ -61,50 +79,29 @@ class _Path:
         self, route: Route, arrive: np.ndarray, sizes: np.ndarray, track: bool
     ) -> np.ndarray:
         g = self.t.graph
-        for h, eid in enumerate(route.edges):
+        chain = chain_of(self.t, route)
+        self.wire += sum(chain.wire_ns)
+        self.overhead += sum(chain.overhead_ns)
+        self.serialization += sum(sizes[0] * k for k in chain.ns_per_byte)
+        for eid in route.edges:
             edge = g.edges[eid]
-            wire = edge.length_mm * self.ns_per_mm
-            arrive = _fifo(arrive, sizes / edge.bw_gbs) + wire
-            self.wire += wire
-            self.serialization += sizes[0] / edge.bw_gbs
             if track and edge.bw_gbs < self.bottleneck[0]:
                 self.bottleneck = (edge.bw_gbs, edge.name, g.nodes[edge.dst].name)
-            node = g.nodes[route.nodes[h + 1]]
-            self.overhead += node.overhead_ns
-            if node.kind is NodeKind.STORE_FORWARD:
-                arrive = np.full_like(arrive, arrive.max() + node.overhead_ns)
-            else:
-                head = np.zeros_like(sizes)
-                head[0] = node.overhead_ns
-                arrive = _fifo(arrive, head)
-        return arrive
+        return through(chain, arrive, sizes)
 
-    def hbm(
-        self, ctrl: Node, addr: int, arrive: np.ndarray, sizes: np.ndarray, track: bool
-    ) -> np.ndarray:
-        """When each flit's pseudo-channel has finished it."""
-        spec = self.t.spec.hw.hbm
-        flit = self.t.spec.sim.flit_bytes
-        channel = ((addr + flit * np.arange(sizes.size)) // spec.burst_bytes) & (
-            spec.pseudo_channels - 1
+    def channels(self, addr: int, sizes: np.ndarray) -> np.ndarray:
+        spec = self.t.spec
+        hbm = spec.hw.hbm
+        return channels_of(
+            addr, sizes.size, spec.sim.flit_bytes, hbm.burst_bytes, hbm.pseudo_channels
         )
-        service = sizes / (spec.pc_bw_gbs * spec.efficiency)
-        done = np.empty_like(arrive)
-        for c in np.unique(channel):
-            mine = channel == c
-            done[mine] = _fifo(arrive[mine], service[mine])
-        self.serialization += service[0]
+
+    def charge_hbm(self, ctrl: Node, channel: np.ndarray, sizes: np.ndarray, track: bool) -> None:
+        spec = self.t.spec.hw.hbm
+        self.serialization += sizes[0] * spec.ns_per_byte
         rate = len(np.unique(channel)) * spec.pc_bw_gbs * spec.efficiency
         if track and rate < self.bottleneck[0]:
             self.bottleneck = (rate, "hbm pseudo-channels", ctrl.name)
-        return done
-
-
-def _flit_sizes(size_bytes: int, flit_bytes: int) -> np.ndarray:
-    n = -(-size_bytes // flit_bytes)
-    sizes = np.full(n, float(flit_bytes))
-    sizes[-1] = size_bytes - (n - 1) * flit_bytes
-    return sizes
 
 
 def formula(topology: Topology, msg: Message) -> Formula:
@@ -123,16 +120,18 @@ def formula(topology: Topology, msg: Message) -> Formula:
     ctrl = t.hbm_ctrl(loc.sip, loc.cube, loc.pe)
     path = _Path(t)
     start = path.charge_overhead(pre)
-    sizes = _flit_sizes(msg.size_bytes, t.spec.sim.flit_bytes)
+    sizes = flit_sizes(msg.size_bytes, t.spec.sim.flit_bytes)
+    channel = path.channels(msg.addr, sizes)
+    per_byte = t.spec.hw.hbm.ns_per_byte
     if op == "write":
         at_ctrl = path.traverse(t.route(src, ctrl), np.full(sizes.size, start), sizes, True)
-        total = float(path.hbm(ctrl, msg.addr, at_ctrl, sizes, True).max())
+        path.charge_hbm(ctrl, channel, sizes, True)
+        total = float(memory_fifo(at_ctrl, channel, sizes, per_byte).max())
     else:
         req = np.array([float(t.spec.sim.read_request_bytes)])
         at_ctrl = path.traverse(t.route(src, ctrl), np.array([start]), req, False)
-        ready = np.maximum.accumulate(
-            path.hbm(ctrl, msg.addr, np.full(sizes.size, at_ctrl[0]), sizes, True)
-        )
+        path.charge_hbm(ctrl, channel, sizes, True)
+        ready = memory_ready(float(at_ctrl[0]), channel, sizes, per_byte)
         back = t.route(ctrl, src, t.flow_key(src, ctrl))
         total = float(path.traverse(back, ready, sizes, True).max())
     drain = total - path.overhead - path.wire - path.serialization

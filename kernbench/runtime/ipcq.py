@@ -10,18 +10,36 @@ that defines the N/E/S/W neighbours: inside a SIP, PE ``pe`` of cube ``c`` sits 
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from simpy.events import Event
 
 from kernbench.core.errors import KernelError
+from kernbench.hw.pe import Pe
+from kernbench.runtime.hub import Hub
 from kernbench.runtime.system import System
-
-if TYPE_CHECKING:
-    from kernbench.runtime.kernel import PeWorker
+from kernbench.topology.graph import Node
 
 PeId = tuple[int, int, int]
+
+
+class PeWorker(Protocol):
+    """What IPCQ needs of the worker running a program on a PE (kernbench.runtime.kernel)."""
+
+    sip: int
+    cube: int
+    index: int
+    pe: Pe
+    node: Node
+    hub: Hub
+    t: float
+    pending: list[Any]
+
+    @property
+    def where(self) -> str: ...
+
+
 DIRECTIONS = {"N": (-1, 0), "S": (1, 0), "E": (0, 1), "W": (0, -1)}
 
 
@@ -70,7 +88,14 @@ def pe_name(pe: PeId) -> str:
 
 
 class Ipcq:
-    """The IPCQ channels of one system."""
+    """The IPCQ channels of one system; :meth:`of` gives a system's, made on first use."""
+
+    @classmethod
+    def of(cls, system: System) -> "Ipcq":
+        ipcq = system.extensions.get("ipcq")
+        if ipcq is None:
+            ipcq = system.extensions["ipcq"] = cls(system)
+        return ipcq
 
     def __init__(self, system: System):
         self.system = system
@@ -128,7 +153,7 @@ class Ipcq:
         return ch
 
     # -- the two calls ---------------------------------------------------------------------
-    def send(self, worker: "PeWorker", dst: PeId, data: np.ndarray) -> None:
+    def send(self, worker: PeWorker, dst: PeId, data: np.ndarray) -> None:
         system, spec, pe = self.system, self.spec, worker.pe
         me = (worker.sip, worker.cube, worker.index)
         ch = self.channel(me, dst)
@@ -179,7 +204,7 @@ class Ipcq:
             moved.callbacks.append(lambda ev, d=done: d.succeed(ev.value))
             ch.seq += 1
 
-    def recv(self, worker: "PeWorker", src: PeId) -> np.ndarray:
+    def recv(self, worker: PeWorker, src: PeId) -> np.ndarray:
         system, spec, pe = self.system, self.spec, worker.pe
         me = (worker.sip, worker.cube, worker.index)
         ch = self.channel(src, me)

@@ -124,7 +124,7 @@ class PeWorker:
 
     @property
     def ipcq(self) -> "Ipcq":
-        return self.system.ipcq
+        return Ipcq.of(self.system)
 
     @property
     def where(self) -> str:

@@ -52,7 +52,7 @@ def system_record(system: System, label: str) -> dict[str, Any]:
     system.close_spans()
     topo = system.topology
     nodes = {n.name: n for n in topo.graph.nodes}
-    st = system.wire.stats
+    st = system.transfers.stats
     units = []
     for ctrl in system.hbm_controllers:
         n = nodes[ctrl.name]
@@ -111,6 +111,6 @@ def system_record(system: System, label: str) -> dict[str, Any]:
             "busy_ns": list(st.busy_ns),
             "max_wait_ns": list(st.max_wait_ns),
         },
-        "link_spans": [list(s) for s in system.wire.spans],
+        "link_spans": [list(s) for s in system.transfers.spans],
         "units": units,
     }

@@ -1,4 +1,8 @@
-"""A running system: the topology, its Sim, the wire engine, HBM controllers and memory.
+"""A running system: the topology, its Sim, the transfer model, HBM controllers and memory.
+
+The system knows messages, addresses, memory contents and DMA channels; how long bytes take to
+cross the fabric is the transfer model's business (``sim.model``, kernbench.sim.transfer), and
+nothing here depends on which model runs.
 
 :meth:`System.submit` accepts a host message and returns a SimPy event that succeeds with the
 message's :class:`Completion`. Requests that cannot be served (an address outside every
@@ -7,7 +11,7 @@ window, a size of zero) complete at once with ``ok=False`` and an error code.
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from simpy.events import Event
@@ -24,12 +28,10 @@ from kernbench.runtime.messages import (
     PeDmaMsg,
 )
 from kernbench.runtime.tensor import HbmAllocators
-
-if TYPE_CHECKING:
-    from kernbench.runtime.ipcq import Ipcq
 from kernbench.sim.context import Sim
+from kernbench.sim.models import make_model
 from kernbench.sim.observer import Observer
-from kernbench.sim.wire import Transfer, WireEngine
+from kernbench.sim.transfer import Fabric, Heads, TransferModel
 from kernbench.topology import NodeKind, SystemSpec, Topology
 from kernbench.topology.graph import Node
 
@@ -70,12 +72,14 @@ class System:
         self.spec = self.topology.spec
         self.sim = Sim(self.spec.sim, observer)
         g = self.topology.graph
-        self.wire = WireEngine(
-            self.sim,
+        fabric = Fabric(
             edge_bw_gbs=[e.bw_gbs for e in g.edges],
             edge_length_mm=[e.length_mm for e in g.edges],
             node_overhead_ns=[n.overhead_ns for n in g.nodes],
             node_store_forward=[n.kind is NodeKind.STORE_FORWARD for n in g.nodes],
+        )
+        self.transfers: TransferModel = make_model(
+            self.spec.sim.model, self.sim, fabric, self.topology.memo.setdefault("transfers", {})
         )
         self.memory = MemoryStore()
         self._hbm: dict[int, HbmController] = {}
@@ -84,7 +88,8 @@ class System:
         self.completed = 0
         self._pes: dict[tuple[int, int, int], Pe] = {}
         self.hbm_allocators = HbmAllocators(self.topology)
-        self._ipcq: Ipcq | None = None
+        # State that runtime pieces above the system keep per system (e.g. its IPCQ channels).
+        self.extensions: dict[str, Any] = {}
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -160,15 +165,6 @@ class System:
             )
         return ctrl
 
-    @property
-    def ipcq(self) -> "Ipcq":
-        """The IPCQ channels between PEs (created on first use)."""
-        if self._ipcq is None:
-            from kernbench.runtime.ipcq import Ipcq
-
-            self._ipcq = Ipcq(self)
-        return self._ipcq
-
     def pe(self, sip: int, cube: int, index: int) -> Pe:
         """The compute state of PE ``index`` of ``cube`` on ``sip`` (created on first use)."""
         key = (sip, cube, index)
@@ -196,7 +192,7 @@ class System:
 
     def close_spans(self) -> None:
         """Finish the open spans of every component (``sim.trace=full``); idempotent."""
-        self.wire.close_spans()
+        self.transfers.close_spans()
         for ctrl in self._hbm.values():
             ctrl.close_spans()
 
@@ -260,34 +256,61 @@ class System:
 
     def dma(self, src: Node, op: str, runs: list[DmaRun], at_ns: float) -> Event:
         """One DMA of PE ``src`` (its ``.dma`` node) at ``at_ns``: wait for the ``op`` channel,
-        then move every run at once; succeeds with ``(grant_ns, completions)`` once all runs
-        are done (a read's completions carry the bytes)."""
+        then move every run at once, as one transfer per HBM controller the runs reach;
+        succeeds with ``(grant_ns, completions)`` once all are done, a completion per run (a
+        read's carry the bytes)."""
         done = self.sim.event()
         total = sum(r[1] for r in runs)
         dma_id = self.sim.next_id()
+        groups: dict[int, list[int]] = {}
+        for i, (addr, size, _data) in enumerate(runs):
+            loc = self.topology.address.decode_hbm(addr, size)
+            ctrl = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
+            groups.setdefault(ctrl.id, []).append(i)
 
         def body(finished: Event) -> None:
             grant = self.now
             results: list[Completion | None] = [None] * len(runs)
-            left = [len(runs)]
+            left = [len(groups)]
+            for node_id, idx in groups.items():
+                group_id = self.sim.next_id()
+                ctrl_node = self.topology.graph.nodes[node_id]
+                ctrl = self.hbm_controller(ctrl_node)
+                spans = tuple((runs[i][0], runs[i][1]) for i in idx)
+                what = "write" if op == "write" else "read"
+                self.in_flight[group_id] = f"DMA {what} #{group_id} {src.name} <-> {ctrl_node.name}"
 
-            def one(i: int) -> Callable[[Event], None]:
-                def cb(ev: Event) -> None:
-                    results[i] = ev.value
+                def moved(
+                    _heads: Heads, group_id: int = group_id, idx: list[int] = idx, ctrl=ctrl
+                ) -> None:
+                    for i in idx:
+                        addr, size, data = runs[i]
+                        if op == "write":
+                            self.memory.write(addr, self._check_size(size, data))
+                            results[i] = Completion(group_id, True, grant, self.now, size)
+                        else:
+                            results[i] = Completion(
+                                group_id, True, grant, self.now, size,
+                                data=self.memory.read(addr, size),
+                            )  # fmt: skip
+                    written = sum(runs[i][1] for i in idx)
+                    if op == "write":
+                        ctrl.bytes_written += written
+                    else:
+                        ctrl.bytes_read += written
+                    self._finish(group_id, None, None)
                     left[0] -= 1
                     if left[0] == 0:
                         finished.succeed((grant, results))
 
-                return cb
-
-            for i, (addr, size, data) in enumerate(runs):
-                ev = self.sim.event()
-                ev.callbacks.append(one(i))
-                run_id = self.sim.next_id()
                 if op == "write":
-                    self._write(run_id, src, addr, size, data, 0, ev, start_ns=grant, pre_hops=[])
+                    self.transfers.write(group_id, self.topology.route(src, ctrl_node), spans,
+                                         ctrl, moved)  # fmt: skip
                 else:
-                    self._read(run_id, src, addr, size, ev, grant, [])
+                    request = self.topology.route(src, ctrl_node)
+                    key = self.topology.flow_key(src, ctrl_node)
+                    response = self.topology.route(ctrl_node, src, key)
+                    self.transfers.read(group_id, request, response, spans, ctrl, moved)
 
         self._on_channel(src, op, at_ns, dma_id, total, body, done)
         return done
@@ -359,20 +382,11 @@ class System:
         route = self.topology.route(src, dst)
         self.in_flight[msg_id] = f"control message #{msg_id} {src.name} -> {dst.name}"
 
-        def arrive(tr: Transfer, _j: int) -> None:
-            tr.tag[0] -= 1
-            if tr.tag[0] == 0:
-                self.in_flight.pop(msg_id, None)
-                done.succeed(self.now)
+        def arrived(_heads: Heads) -> None:
+            self.in_flight.pop(msg_id, None)
+            done.succeed(self.now)
 
-        def inject() -> None:
-            tr = Transfer(
-                msg_id, route.nodes, route.edges, size_bytes, self.spec.sim.flit_bytes, arrive
-            )
-            tr.tag = [tr.n_flits]
-            self.wire.inject(tr)
-
-        self.sim.call_at(at_ns, inject)
+        self.transfers.send(msg_id, route, size_bytes, at_ns, arrived)
         return done
 
     def _next_dma(self, channel: DmaChannel) -> None:
@@ -387,9 +401,9 @@ class System:
             t += n.overhead_ns
         return hops, t
 
-    def _route_hops(self, tr: Transfer, base_ns: float) -> list[Hop]:
+    def _route_hops(self, nodes: tuple[int, ...], heads: list[float], base_ns: float) -> list[Hop]:
         names = self.topology.graph.nodes
-        return [Hop(names[n].name, t - base_ns) for n, t in zip(tr.nodes, tr.head_at, strict=True)]
+        return [Hop(names[n].name, t - base_ns) for n, t in zip(nodes, heads, strict=True)]
 
     def _write(
         self,
@@ -408,33 +422,21 @@ class System:
         dst = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
         ctrl = self.hbm_controller(dst)
         route = self.topology.route(src, dst)
-        flit = self.spec.sim.flit_bytes
-        state = {"left": 0, "done_ns": start_ns}
         self.in_flight[msg_id] = f"write #{msg_id} to {dst.name}"
 
-        def sink(tr: Transfer, j: int) -> None:
-            end = ctrl.serve(addr + j * flit, tr.flit_size(j), self.now, msg_id)
-            if end > state["done_ns"]:
-                state["done_ns"] = end
-            state["left"] -= 1
-            if state["left"] == 0:
-                self.sim.call_at(state["done_ns"], commit, tr)
-
-        def commit(tr: Transfer) -> None:
+        def commit(heads: Heads) -> None:
             if data is None:
                 self.memory.fill(addr, size_bytes, fill)
             else:
                 self.memory.write(addr, data)
             ctrl.bytes_written += size_bytes
-            hops = pre_hops + self._route_hops(tr, start_ns)
+            hops = pre_hops + self._route_hops(route.nodes, heads[0], start_ns)
             hops.append(Hop(f"{dst.name} (committed)", self.now - start_ns))
             self._finish(
                 msg_id, done, Completion(msg_id, True, start_ns, self.now, size_bytes, tuple(hops))
             )
 
-        tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, flit, sink)
-        state["left"] = tr.n_flits
-        self.wire.inject(tr)
+        self.transfers.write(msg_id, route, ((addr, size_bytes),), ctrl, commit)
 
     def _read(
         self,
@@ -452,29 +454,13 @@ class System:
         ctrl = self.hbm_controller(ctrl_node)
         request = self.topology.route(src, ctrl_node)
         response = self.topology.route(ctrl_node, src, self.topology.flow_key(src, ctrl_node))
-        flit = self.spec.sim.flit_bytes
         self.in_flight[msg_id] = f"read #{msg_id} from {ctrl_node.name}"
-        hops: list[Hop] = []
 
-        def issue(req: Transfer, _j: int) -> None:
-            now = self.now
-            hops.extend(pre_hops + self._route_hops(req, start_ns))
-            data_tr = Transfer(msg_id, response.nodes, response.edges, size_bytes, flit, arrive)
-            ready, last = [], now
-            for j in range(data_tr.n_flits):
-                end = ctrl.serve(addr + j * flit, data_tr.flit_size(j), now, msg_id)
-                last = end if end > last else last
-                ready.append(last)
-            data_tr.tag = [data_tr.n_flits]
-            self.wire.inject_staggered(data_tr, ready)
-
-        def arrive(tr: Transfer, _j: int) -> None:
-            tr.tag[0] -= 1
-            if tr.tag[0]:
-                return
+        def arrived(heads: Heads) -> None:
             ctrl.bytes_read += size_bytes
-            all_hops = hops + self._route_hops(tr, start_ns)[1:]
-            all_hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
+            hops = pre_hops + self._route_hops(request.nodes, heads[0], start_ns)
+            hops += self._route_hops(response.nodes, heads[1], start_ns)[1:]
+            hops.append(Hop(f"{src.name} (last byte)", self.now - start_ns))
             self._finish(
                 msg_id,
                 done,
@@ -484,17 +470,15 @@ class System:
                     start_ns,
                     self.now,
                     size_bytes,
-                    tuple(all_hops),
+                    tuple(hops),
                     data=self.memory.read(addr, size_bytes),
                 ),
             )
 
-        req = Transfer(
-            msg_id, request.nodes, request.edges, self.spec.sim.read_request_bytes, flit, issue
-        )
-        self.wire.inject(req)
+        self.transfers.read(msg_id, request, response, ((addr, size_bytes),), ctrl, arrived)
 
-    def _finish(self, msg_id: int, done: Event, completion: Completion) -> None:
+    def _finish(self, msg_id: int, done: Event | None, completion: Completion | None) -> None:
         self.in_flight.pop(msg_id, None)
         self.completed += 1
-        done.succeed(completion)
+        if done is not None:
+            done.succeed(completion)

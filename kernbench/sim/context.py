@@ -11,6 +11,8 @@ from simpy.events import Event
 from kernbench.sim.observer import Observer
 from kernbench.sim.spec import SimSpec
 
+LATE = NORMAL + 1  # after SimPy's URGENT (0) and NORMAL (1) events of the same instant
+
 
 class _Call(Event):
     """An event that is already triggered and runs ``fn(*args)`` when the clock reaches it."""
@@ -49,6 +51,12 @@ class Sim:
         """Run ``fn(*args)`` at absolute simulated time ``t`` (>= now)."""
         self.events += 1
         self.env.schedule(_Call(self.env, fn, args), NORMAL, t - self.env.now)
+
+    def call_late(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` now, after every other event of this instant, including those
+        scheduled for it from now on (SimPy orders an instant's events by priority first)."""
+        self.events += 1
+        self.env.schedule(_Call(self.env, fn, args), LATE, 0)
 
     def event(self) -> Event:
         """A fresh pending event, for processes to wait on."""

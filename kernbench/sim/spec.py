@@ -7,12 +7,18 @@ from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_positive, param
 
 TRACE_LEVELS = ("off", "summary", "full")
+MODELS = ("flit", "fluid")
 
 
 @dataclass(frozen=True)
 class SimSpec:
     KEY: ClassVar[str] = "sim"
 
+    model: str = param(
+        "flit",
+        "transfer model: flit (one event per flit per hop, the reference) | fluid (flows at "
+        "max-min fair rates, a few events per transfer whatever its size); MODEL.md §3a",
+    )
     flit_bytes: int = param(256, "flit size; equal to the HBM burst by default, bytes")
     ns_per_mm: float = param(0.01, "wire propagation delay, ns per mm")
     read_request_bytes: int = param(64, "size of a read request travelling to memory, bytes")
@@ -30,6 +36,10 @@ class SimSpec:
                 f"{self.KEY}.read_request_bytes",
                 f"a read request is one flit: must be <= sim.flit_bytes ({self.flit_bytes}), "
                 f"got {self.read_request_bytes}",
+            )
+        if self.model not in MODELS:
+            raise ConfigError(
+                f"{self.KEY}.model", f"must be one of {', '.join(MODELS)}, got {self.model!r}"
             )
         if self.trace not in TRACE_LEVELS:
             raise ConfigError(

@@ -34,6 +34,8 @@ class Topology:
         t, hw = spec.topology, spec.hw
         self.address = AddressMap(t.sips, t.cubes, hw.cube.pes, hw.hbm.slice_bytes)
         self._routes: dict[tuple[int, int, int], Route] = {}
+        # Caches that systems built on this topology share (e.g. the fluid model's plans).
+        self.memo: dict[str, dict] = {}
 
     # -- names -----------------------------------------------------------------------------
     def node(self, name: str) -> Node:

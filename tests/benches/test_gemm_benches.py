@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from kernbench.benches.gemm_common import check_output
 
 from kernbench.bench import BenchContext, get_bench
-from kernbench.core import AllocationError, BenchError
+from kernbench.core import BenchError
 from kernbench.topology import SystemSpec, Topology, TopologySpec
 
 FIXTURE_SCOPED = HealthCheck.function_scoped_fixture  # the fixtures are module-scoped
@@ -233,10 +233,10 @@ def test_pes_across_cubes_must_fill_them(topo2x2):
     )
 
 
-def test_tiles_too_big_for_tcm_surface_the_runtime_allocation_error(topo1x1):
-    # the 2048x2048 fp32 accumulator fills the 16 MiB TCM; the first A tile no longer fits
-    with pytest.raises(AllocationError, match=r"tl\.load of a 2048x16 float16 block .* does "
-                       r"not fit TCM: 16 MiB capacity \(hw\.pe\.tcm_bytes\)"):  # fmt: skip
+def test_tiles_too_big_for_tcm_are_refused_before_the_kernel_runs(topo1x1):
+    # the 2048x2048 fp32 accumulator alone fills the 16 MiB TCM (tests/benches/test_gemm_fits.py)
+    with pytest.raises(BenchError, match=r"bench\.block_m: tiles of 2048x16x2048 .* more than "
+                       r"a PE has \(hw\.pe\.tcm_bytes = 16\.0 MiB\)"):  # fmt: skip
         run_bench("qkv_gemm", topo1x1, m=64, k=64, n=64, block_m=2048, block_k=16, block_n=2048)
 
 

@@ -123,14 +123,15 @@ def test_a_wrongly_typed_parameter_names_the_key(tmp_path):
     assert outcome.error == "bench.m: expected an integer, got 'big'"
 
 
-def test_tiles_too_big_for_tcm_fail_the_run_with_the_allocation_error(tmp_path):
+def test_tiles_too_big_for_tcm_fail_the_run_before_it_simulates(tmp_path):
     outcome, _, err = run_captured(
         tmp_path, "bench=gemm", "topology=2x2", "sim.trace=off", "bench.m=64", "bench.k=64",
         "bench.n=64", "bench.block_m=2048", "bench.block_n=2048", "bench.block_k=16",
     )  # fmt: skip
     assert (outcome.status, outcome.exit_code) == ("failed", 2)
-    assert "kernel matmul_kernel on sip0.cube0.pe0" in outcome.error
-    assert "does not fit TCM: 16 MiB capacity (hw.pe.tcm_bytes)" in outcome.error
+    assert outcome.error.startswith("bench.block_m: tiles of 2048x16x2048 ")
+    assert "(hw.pe.tcm_bytes = 16.0 MiB)" in outcome.error
+    assert "sim_events" not in outcome.summary
     assert "Traceback" not in err
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
 

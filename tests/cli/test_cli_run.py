@@ -132,13 +132,6 @@ def test_command_line_bad_key_is_one_line_naming_it(tmp_path):
     assert summary["error"].startswith("hw.hbm.foo: unknown key")
 
 
-def test_command_line_unknown_preset_fails_without_traceback(tmp_path):
-    proc = kernbench(tmp_path, "topology=9x9")
-    assert proc.returncode != 0
-    assert "topology/9x9" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
 def test_unexpected_exception_exits_1_with_traceback(tmp_path, tiny_importable):
     outcome, _, err = run_captured(compose_cfg(*TINY, "bench.name=boom"), tmp_path)
     assert (outcome.status, outcome.exit_code) == ("failed", 1)

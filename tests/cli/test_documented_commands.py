@@ -1,11 +1,12 @@
 """Every ``kernbench ...`` command line in the README and docs/ names only parameters its
-bench has (the defaults changed under them once: the default bench is not the probe)."""
+bench has (the defaults changed under them once: the default bench is not the probe) and only
+presets that exist."""
 
 import re
 import shlex
 from pathlib import Path
 
-from kernbench.cli.overrides import unknown_bench_keys
+from kernbench.cli.overrides import unknown_bench_keys, unknown_presets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,21 @@ def test_documented_commands_name_only_parameters_their_bench_has():
     problems = []
     for where, command in documented_commands():
         problem = unknown_bench_keys(shlex.split(command, comments=True)[1:])
+        if problem:
+            problems.append(f"{where}\n  -> {problem}")
+    assert problems == []
+
+
+# Presets of config directories or Hydra plugins the development install does not have.
+ELSEWHERE = ("hydra.searchpath=", "hydra/launcher=ray ")
+
+
+def test_documented_commands_choose_only_presets_that_exist():
+    problems = []
+    for where, command in documented_commands():
+        if any(marker in command + " " for marker in ELSEWHERE):
+            continue
+        problem = unknown_presets(shlex.split(command, comments=True)[1:])
         if problem:
             problems.append(f"{where}\n  -> {problem}")
     assert problems == []

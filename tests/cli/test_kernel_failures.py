@@ -70,6 +70,6 @@ def test_a_tile_that_does_not_fit_tcm_fails_the_run_naming_the_sizes(store, tmp_
     )  # fmt: skip
     outcome, _ = run_in_process(cfg, tmp_path / "run", launch_dir=tmp_path)
     assert (outcome.status, outcome.exit_code) == ("failed", 2)
-    assert "does not fit TCM" in outcome.error and "hw.pe.tcm_bytes" in outcome.error
-    assert "tl.zeros of a 4096x4096 float32 block (64 MiB) does not fit TCM" in outcome.error
+    assert outcome.error.startswith("bench.block_m: tiles of 4096x64x4096 ")
+    assert "accumulator 64.0 MiB" in outcome.error and "hw.pe.tcm_bytes" in outcome.error
     assert logged_run(store, outcome).info.status == "FAILED"

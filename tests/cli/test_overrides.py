@@ -1,10 +1,11 @@
 """A misspelt bench parameter on the command line is named with the bench's valid parameters,
-before Hydra would suggest adding it with ``+``."""
+before Hydra would suggest adding it with ``+``; a preset a group does not have is named with
+the group's presets, before Hydra's multi-line error."""
 
 import yaml
-from tracking_helpers import run_kernbench
+from tracking_helpers import SEARCHPATH, run_kernbench
 
-from kernbench.cli.overrides import unknown_bench_keys
+from kernbench.cli.overrides import unknown_bench_keys, unknown_presets
 from kernbench.config.system import conf_dir
 
 
@@ -50,3 +51,39 @@ def test_the_command_exits_2_with_the_message(tmp_path):
         f"valid: {', '.join(params_of('probe'))}"
     )
     assert not (tmp_path / "outputs").exists()  # nothing ran
+
+
+def presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def test_an_unknown_preset_is_named_with_the_group_s_presets():
+    message = unknown_presets(["topology=5x5", "bench=probe"])
+    assert message == f"topology: no preset '5x5'; valid: {', '.join(presets('topology'))}"
+
+
+def test_a_near_miss_gets_a_suggestion_and_a_far_one_none():
+    assert "fast_hbm" in presets("hw")
+    assert unknown_presets(["hw=fastHBM"]).endswith("(did you mean fast_hbm?)")
+    assert "did you mean" not in unknown_presets(["hw=zzz"])
+
+
+def test_every_value_of_a_sweep_and_an_added_group_are_checked():
+    assert unknown_presets(["-m", "topology=2x2,5x5"]).startswith("topology: no preset '5x5'")
+    assert unknown_presets(["-m", "topology=2x2,4x4"]) is None
+    assert unknown_presets(["+topology=5x5"]).startswith("topology: no preset '5x5'")
+
+
+def test_presets_on_the_searchpath_and_of_hydra_plugins_are_known():
+    assert unknown_presets(["bench=tiny"]).startswith("bench: no preset 'tiny'")
+    assert unknown_presets([SEARCHPATH, "bench=tiny"]) is None
+    assert unknown_presets(["hydra/launcher=joblib"]) is None  # Hydra's joblib plugin
+    message = unknown_presets(["hydra/launcher=nosuch"])
+    assert message.startswith("hydra/launcher: no preset 'nosuch'; valid: ")
+    assert "basic" in message and "joblib" in message
+
+
+def test_keys_deletions_and_other_config_sources_are_left_alone():
+    assert unknown_presets(["device=all", "topology.mesh_w=3", "bench.m=1", "~tracking"]) is None
+    assert unknown_presets(["--config-dir", "/elsewhere", "topology=5x5"]) is None
+    assert unknown_presets(["--cfg", "job"]) is None

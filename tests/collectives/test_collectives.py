@@ -17,6 +17,7 @@ from kernbench.runtime.collectives import (
     ring_allreduce_kernel,
     snake,
 )
+from kernbench.runtime.ipcq import Ipcq
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
 
@@ -114,7 +115,7 @@ def test_dist_all_reduce_sums_tensors_of_every_rank_larger_than_a_ring():
 def test_send_and_recv_move_blocks_between_neighbours_in_cube_cube_and_sip():
     s = spec(mesh_w=2, mesh_h=1, sips=2)
     system = System(s)
-    ipcq = system.ipcq
+    ipcq = Ipcq.of(system)
     # Grid: cube 0 = columns 0-3, cube 1 = columns 4-7 of SIP 0; SIP 1 continues east.
     assert ipcq.neighbor((0, 0, 0), "E") == (0, 0, 1)
     assert ipcq.neighbor((0, 0, 0), "S") == (0, 0, 4)

@@ -130,7 +130,7 @@ def test_override_converts_to_the_field_type():
         ),
         (
             "+sim.foo=1",
-            "sim.foo: unknown key; valid: flit_bytes, ns_per_mm, read_request_bytes, trace, "
+            "sim.foo: unknown key; valid: model, flit_bytes, ns_per_mm, read_request_bytes, trace, "
             "trace_max_events",
         ),
         ("sim.trace=loud", "sim.trace: must be one of off, summary, full, got 'loud'"),

@@ -1,4 +1,4 @@
-"""The flit-level wormhole transfer engine (the ``flit`` transfer model).
+"""The flit-level wormhole transfer engine: the ``flit`` transfer model, the reference.
 
 Contract (MODEL.md §3): a transfer is cut into flits of ``flit_bytes`` (the last may be
 shorter). Along its route every directed edge is a FIFO server: a flit holds it for
@@ -24,6 +24,7 @@ their summed wait for the edge and ``arrive_ns`` when its first flit reached the
 from collections.abc import Callable, Sequence
 
 from kernbench.sim.context import Sim
+from kernbench.sim.transfer import Done, Fabric, LinkStats, Memory, Path, Runs, TransferModel
 
 Sink = Callable[["Transfer", int], None]
 
@@ -75,29 +76,6 @@ class Transfer:
 
     def flit_size(self, j: int) -> int:
         return self.flit_bytes if j < self.n_flits - 1 else self.last_bytes
-
-
-class LinkStats:
-    """Per-edge counters, indexed by edge id.
-
-    Bytes and flits are added per transfer when it is injected (every transfer crosses every
-    edge of its route), so they are exact once the run is over; busy time follows from bytes
-    and bandwidth. Only the longest wait of a flit for the edge is kept per flit, and only
-    when the flit has to wait.
-    """
-
-    __slots__ = ("bytes", "flits", "max_wait_ns", "_ns_per_byte")
-
-    def __init__(self, n: int, ns_per_byte: Sequence[float] | None = None):
-        self.bytes = [0] * n
-        self.flits = [0] * n
-        self.max_wait_ns = [0.0] * n
-        self._ns_per_byte = list(ns_per_byte) if ns_per_byte is not None else [0.0] * n
-
-    @property
-    def busy_ns(self) -> list[float]:
-        """Time each edge spent serializing flits."""
-        return [b * k for b, k in zip(self.bytes, self._ns_per_byte, strict=True)]
 
 
 class WireEngine:
@@ -253,3 +231,104 @@ class WireEngine:
         """A store-and-forward node sends the whole message on, flits back to back."""
         for j in range(tr.n_flits):
             self._depart(tr, j, h)
+
+
+class FlitModel(TransferModel):
+    """The transfer interface over the :class:`WireEngine`: a write's flits are served by the
+    memory's pseudo-channels as they arrive; a read's data flits leave the controller in
+    order, each once its burst and every earlier one are read."""
+
+    name = "flit"
+
+    def __init__(self, sim: Sim, fabric: Fabric):
+        super().__init__(sim, fabric)
+        self.engine = WireEngine(
+            sim,
+            edge_bw_gbs=fabric.edge_bw_gbs,
+            edge_length_mm=fabric.edge_length_mm,
+            node_overhead_ns=fabric.node_overhead_ns,
+            node_store_forward=fabric.node_store_forward,
+        )
+        self.stats = self.engine.stats
+        self.spans = self.engine.spans
+
+    def close_spans(self) -> None:
+        self.engine.close_spans()
+
+    def _send(self, msg_id: int, route: Path, size_bytes: int, at_ns: float, done: Done) -> None:
+        def arrive(tr: Transfer, _j: int) -> None:
+            tr.tag[0] -= 1
+            if tr.tag[0] == 0:
+                done((tr.head_at,))
+
+        def inject() -> None:
+            tr = Transfer(msg_id, route.nodes, route.edges, size_bytes, self.flit_bytes, arrive)
+            tr.tag = [tr.n_flits]
+            self.engine.inject(tr)
+
+        self.sim.call_at(at_ns, inject)
+
+    def _write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None:
+        """Each run is a message of its own; done when the last run's last burst is in."""
+        flit = self.flit_bytes
+        state = {"runs": len(runs), "heads": None}
+
+        def committed(heads: list[float]) -> None:
+            state["runs"] -= 1
+            if state["heads"] is None:
+                state["heads"] = heads
+            if state["runs"] == 0:
+                done((state["heads"],))
+
+        for addr, size in runs:
+            run = [0, self.sim.now]  # flits still to be served, when the last one is committed
+
+            def sink(tr: Transfer, j: int, addr: int = addr, run: list = run) -> None:
+                end = memory.serve(addr + j * flit, tr.flit_size(j), self.sim.now, msg_id)
+                if end > run[1]:
+                    run[1] = end
+                run[0] -= 1
+                if run[0] == 0:
+                    self.sim.call_at(run[1], committed, tr.head_at)
+
+            tr = Transfer(msg_id, route.nodes, route.edges, size, flit, sink)
+            run[0] = tr.n_flits
+            self.engine.inject(tr)
+
+    def _read(
+        self, msg_id: int, request: Path, response: Path, runs: Runs, memory: Memory, done: Done
+    ) -> None:
+        """One request per run; each run's data leaves the controller in address order."""
+        flit = self.flit_bytes
+        state = {"runs": len(runs), "heads": None}
+
+        def arrived(req: Transfer, data: Transfer) -> None:
+            state["runs"] -= 1
+            if state["heads"] is None:
+                state["heads"] = (req.head_at, data.head_at)
+            if state["runs"] == 0:
+                done(state["heads"])
+
+        for addr, size in runs:
+
+            def issue(req: Transfer, _j: int, addr: int = addr, size: int = size) -> None:
+                now = self.sim.now
+
+                def arrive(tr: Transfer, _j: int) -> None:
+                    tr.tag[0] -= 1
+                    if tr.tag[0] == 0:
+                        arrived(req, tr)
+
+                data = Transfer(msg_id, response.nodes, response.edges, size, flit, arrive)
+                ready, last = [], now
+                for j in range(data.n_flits):
+                    end = memory.serve(addr + j * flit, data.flit_size(j), now, msg_id)
+                    last = end if end > last else last
+                    ready.append(last)
+                data.tag = [data.n_flits]
+                self.engine.inject_staggered(data, ready)
+
+            req = Transfer(
+                msg_id, request.nodes, request.edges, self.sim.spec.read_request_bytes, flit, issue
+            )
+            self.engine.inject(req)
