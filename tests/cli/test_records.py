@@ -105,15 +105,23 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group: the launcher, joblib's fork server and the workers.
+        start_new_session=True,
     )
     try:
         # Both workers are in their bench (the sleepy bench blocks for 30 s).
         wait_for(lambda: running_jobs(uri, sweep_dir) == 2, proc, 120, "two running jobs")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # the launcher only, as `kill PID` does
         out, err = proc.communicate(timeout=60)
+        # Nothing of the sweep outlives it: no worker goes on with its job.
+        deadline = time.monotonic() + 10
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not group_alive(proc.pid), "a process of the sweep outlived it"
     finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
         if proc.poll() is None:
-            proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == 128 + signal.SIGTERM, out + err
     assert "Traceback" not in err
@@ -131,8 +139,14 @@ def test_sigterm_to_a_joblib_sweep_leaves_no_run_running(tmp_path):
         summary = json.loads((sweep_dir / job / "summary.json").read_text())
         assert summary["status"] == "killed"
     assert not (sweep_dir / "2").exists()  # never started
-    time.sleep(1)  # a worker left behind would go on and close its run FINISHED
-    assert [r.info.status for r in runs_in(uri, "sleepy")] == ["KILLED"] * 3
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def interrupt_inside(monkeypatch, method: str) -> list[str]:
