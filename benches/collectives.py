@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import kernbench.lang as tl
-from kernbench.bench import BenchContext, BenchResult, Table, bench
+from kernbench.bench import HIGHER, LOWER, BenchContext, BenchResult, Table, bench
 from kernbench.core import KIB, BenchError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import Device, Launch, Placement, dist
@@ -128,7 +128,23 @@ def per_device(result: BenchResult, rows: list[tuple[int, dict[str, float]]]) ->
             result.metrics[prefix + k] = v
 
 
-@bench("ipcq_allreduce", params=IpcqAllreduceParams)
+# Times (_ns) are better lower and bandwidths (_gbs) higher by their unit; the rest:
+COLLECTIVE_BETTER = {
+    "*model_ns": None,  # the alpha-beta model's prediction, not a measurement
+    "*model_ratio": LOWER,  # measured over modelled: 1 on an uncontended ring
+    "*members": None,
+    "*ranks": None,
+    "*max_abs_err": LOWER,
+    "*verified": HIGHER,
+}
+
+
+@bench(
+    "ipcq_allreduce",
+    params=IpcqAllreduceParams,
+    better=COLLECTIVE_BETTER,
+    headline=("*allreduce_ns", "*busbw_gbs", "*model_ratio", "*verified"),
+)
 def ipcq_allreduce(ctx: BenchContext, p: IpcqAllreduceParams) -> BenchResult:
     """Ring all-reduce over the PEs of a cube or the cubes of a SIP, against the α-β model."""
     dt = dtype_of(p.dtype, "bench.dtype")
@@ -263,7 +279,12 @@ def _hier_rank(rank: int, p: CclAllreduceParams, report: Callable[[int, dict], N
     })  # fmt: skip
 
 
-@bench("ccl_allreduce", params=CclAllreduceParams)
+@bench(
+    "ccl_allreduce",
+    params=CclAllreduceParams,
+    better=COLLECTIVE_BETTER,
+    headline=("allreduce_ns", "busbw_gbs", "verified"),
+)
 def ccl_allreduce(ctx: BenchContext, p: CclAllreduceParams) -> BenchResult:
     """Hierarchical all-reduce over every PE of every SIP (one rank per SIP)."""
     world = ctx.spec.topology.sips

@@ -23,7 +23,15 @@ from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.core import BenchError
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GemmParams, Layout, grid_size, grid_tiles, run_gemm
+from .gemm_common import (
+    GEMM_BETTER,
+    GEMM_HEADLINE,
+    GemmParams,
+    Layout,
+    grid_size,
+    grid_tiles,
+    run_gemm,
+)
 from .matmul_kernels import matmul_kernel
 
 
@@ -69,7 +77,7 @@ def gemm_layout(p: GemmBenchParams, dev: Device) -> Layout:
     return Layout(rows, cols, rows, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 
 
-@bench("gemm", params=GemmBenchParams)
+@bench("gemm", params=GemmBenchParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)
 def gemm(ctx: BenchContext, p: GemmBenchParams) -> BenchResult:
     """A tiled GEMM of any shape, tile and dtype on 1..all PEs, against its roofline."""
     pe_set(p.pes, ctx.spec.topology.cubes, ctx.spec.hw.cube.pes)  # fail before any run

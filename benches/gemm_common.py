@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kernbench.bench import BenchContext, BenchResult, Table
+from kernbench.bench import HIGHER, LOWER, BenchContext, BenchResult, Table
 from kernbench.core import BenchError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import Device, Launch, Placement, System, Tensor
@@ -29,6 +29,20 @@ UNIT_ROUNDOFF = {"fp16": 2.0**-11, "bf16": 2.0**-8, "fp32": 2.0**-24}
 HALF_TINY = {"fp16": 2.0**-25, "bf16": 2.0**-134, "fp32": 2.0**-150}
 FP32_ROUNDOFF = 2.0**-24
 UNITS = ("gemm", "math", "cpu", "dma_read", "dma_write", "tcm_read", "tcm_write")
+# What the GEMM benches' metrics mean for a comparison (docs/metrics.md), ``sip<N>/`` prefixed
+# or not; times (_ns) not named here are better lower by their unit. The roofline terms are
+# analytic bounds and the busy fractions describe the schedule: neither is better either way.
+GEMM_BETTER = {
+    "*tflops": HIGHER,
+    "*roofline_ratio": HIGHER,
+    "*roofline*_ns": None,
+    "*_busy": None,
+    "*pes_used": None,
+    "*tcm_peak_bytes": None,
+    "*max_abs_err": LOWER,
+    "*verified": HIGHER,
+}
+GEMM_HEADLINE = ("latency_ns", "kernel_ns", "tflops", "roofline_ratio", "verified")
 
 
 def _positive(key: str, value: Any) -> None:

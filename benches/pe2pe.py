@@ -99,7 +99,7 @@ def dma_ns(ctx: BenchContext, src: PeId, dst: PeId, nbytes: int, label: str) -> 
     return done.total_ns
 
 
-@bench("pe2pe", params=Pe2PeParams)
+@bench("pe2pe", params=Pe2PeParams, headline=("*/ipcq_ns",))
 def pe2pe(ctx: BenchContext, p: Pe2PeParams) -> BenchResult:
     """PE-to-PE latency by IPCQ send/recv and by raw DMA, per pair and size."""
     system = ctx.new_system("pe2pe pairs")

@@ -11,7 +11,7 @@ Metric names are listed in docs/metrics.md.
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kernbench.bench import BenchContext, BenchResult, Table, bench
+from kernbench.bench import HIGHER, BenchContext, BenchResult, Table, bench
 from kernbench.core import KIB, MIB, BenchError, fmt_bytes
 from kernbench.runtime import Completion, MemoryReadMsg, MemoryWriteMsg, Message, PeDmaMsg
 from kernbench.runtime.analytic import Formula, formula
@@ -269,7 +269,12 @@ def fair_share_peak_gbs(t: Topology, msgs: list[Message]) -> float:
     return sum(max_min_fair(flows, capacity))
 
 
-@bench("probe", params=ProbeParams)
+# Times (_ns) are better lower and bandwidths (_gbs) higher by their unit; the rest:
+PROBE_BETTER = {"*/utilization": HIGHER, "*/hops": None}
+PROBE_HEADLINE = (*(f"{case}/latency_ns" for case in CASE_ORDER), "congestion/*/makespan_ns")
+
+
+@bench("probe", params=ProbeParams, better=PROBE_BETTER, headline=PROBE_HEADLINE)
 def probe(ctx: BenchContext, p: ProbeParams) -> BenchResult:
     """Latency breakdown, bandwidth sweep, congestion and route traces of the data paths."""
     t = ctx.topology

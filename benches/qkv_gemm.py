@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GemmParams, Layout, grid_size, grid_tiles, run_gemm
+from .gemm_common import (
+    GEMM_BETTER,
+    GEMM_HEADLINE,
+    GemmParams,
+    Layout,
+    grid_size,
+    grid_tiles,
+    run_gemm,
+)
 from .matmul_kernels import matmul_kernel
 
 
@@ -28,7 +36,7 @@ def single_pe_layout(p: GemmParams, cube: int = 0, pe: int = 0) -> Layout:
     return Layout(here, here, here, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 
 
-@bench("qkv_gemm", params=QkvGemmParams)
+@bench("qkv_gemm", params=QkvGemmParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)
 def qkv_gemm(ctx: BenchContext, p: QkvGemmParams) -> BenchResult:
     """QKV projection GEMM on one PE against its roofline, checked against numpy."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GemmParams, Layout, run_gemm
+from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout, run_gemm
 from .matmul_kernels import chunk, sharded_matmul_kernel
 
 
@@ -72,7 +72,7 @@ def sharded_layout(p: GemmParams, dev: Device) -> Layout:
     )
 
 
-@bench("qkv_gemm_multi_pe", params=QkvGemmMultiPeParams)
+@bench("qkv_gemm_multi_pe", params=QkvGemmMultiPeParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)
 def qkv_gemm_multi_pe(ctx: BenchContext, p: QkvGemmMultiPeParams) -> BenchResult:
     """QKV projection sharded over every PE of the device, against its roofline."""
     t = ctx.spec.topology

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernbench.bench import BenchContext, BenchResult, Table, bench
+from kernbench.bench import HIGHER, LOWER, BenchContext, BenchResult, Table, bench
 from kernbench.core import BenchError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import dist, tp
@@ -59,7 +59,18 @@ def reference(x: np.ndarray, w1, b1, w2, b2, activation: str, dt: np.dtype) -> n
     return h @ w2.astype(dt).astype(f).T + b2
 
 
-@bench("tp_mlp", params=TpMlpParams)
+@bench(
+    "tp_mlp",
+    params=TpMlpParams,
+    better={
+        "tflops": HIGHER,
+        "max_abs_err": LOWER,
+        "tolerance": None,
+        "ranks": None,
+        "verified": HIGHER,
+    },
+    headline=("forward_ns", "tflops", "verified"),
+)
 def tp_mlp(ctx: BenchContext, p: TpMlpParams) -> BenchResult:
     """Two-layer MLP, tensor-parallel over the SIPs, checked against numpy."""
     sips = ctx.spec.topology.sips

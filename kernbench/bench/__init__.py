@@ -2,6 +2,25 @@
 
 from kernbench.bench.context import BenchContext
 from kernbench.bench.registry import BenchInfo, bench, discover, get_bench
-from kernbench.bench.result import BenchResult, Table
+from kernbench.bench.result import (
+    HIGHER,
+    LOWER,
+    BenchResult,
+    Table,
+    headline_metrics,
+    metric_direction,
+)
 
-__all__ = ["BenchContext", "BenchInfo", "BenchResult", "Table", "bench", "discover", "get_bench"]
+__all__ = [
+    "HIGHER",
+    "LOWER",
+    "BenchContext",
+    "BenchInfo",
+    "BenchResult",
+    "Table",
+    "bench",
+    "discover",
+    "get_bench",
+    "headline_metrics",
+    "metric_direction",
+]

@@ -1,7 +1,12 @@
-"""What a bench returns: metrics, tables and numerical checks, as plain data."""
+"""What a bench returns: metrics, tables and numerical checks, as plain data; and what its
+metrics mean for a comparison: which direction is better, and which are its headline."""
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
+
+from kernbench.core.errors import BenchError
 
 
 @dataclass
@@ -60,3 +65,68 @@ class BenchResult:
             "sim_events": self.sim_events,
             "data": self.data,
         }
+
+
+LOWER = "lower"
+HIGHER = "higher"
+DIRECTIONS = (LOWER, HIGHER)
+
+# Defaults by unit suffix (docs/metrics.md) for metrics no bench declares; checked in order,
+# so ``_per_s`` (a rate) wins over ``_s`` (a duration).
+SUFFIX_DIRECTIONS: tuple[tuple[str, str], ...] = (
+    ("_per_s", HIGHER),
+    ("_ns", LOWER),
+    ("_s", LOWER),
+    ("_bytes", LOWER),
+    ("_gbs", HIGHER),
+    ("_tflops", HIGHER),
+)
+
+# kernbench's own metrics of every run: simulated time is what the model charged; the event
+# count describes the simulation, neither better nor worse; host wall time is better lower,
+# though comparisons leave it out by default (it measures the machine, not the model).
+RUN_METRIC_DIRECTIONS: dict[str, str | None] = {
+    "sim_time_ns": LOWER,
+    "sim_events": None,
+    "wall_s": LOWER,
+}
+
+
+def check_directions(better: Mapping[str, str | None], where: str) -> dict[str, str | None]:
+    """``better`` as a plain dict of metric-name globs to ``"lower"``, ``"higher"`` or None
+    (no direction: a change is only "changed"); a wrong value raises naming ``where``."""
+    out: dict[str, str | None] = {}
+    for pattern, value in better.items():
+        if value not in (*DIRECTIONS, None):
+            raise BenchError(
+                f"{where}: metric {pattern!r} has direction {value!r}; use 'lower', 'higher' "
+                "or None"
+            )
+        out[str(pattern)] = value
+    return out
+
+
+def metric_direction(name: str, better: Mapping[str, str | None] = {}) -> str | None:
+    """Whether a lower or a higher value of metric ``name`` is better, or None.
+
+    The first glob of ``better`` (a bench's declaration, in its order) that matches the whole
+    name decides; then kernbench's run metrics; then the unit suffix (:data:`SUFFIX_DIRECTIONS`).
+    """
+    for pattern, value in better.items():
+        if fnmatchcase(name, pattern):
+            return value
+    if name in RUN_METRIC_DIRECTIONS:
+        return RUN_METRIC_DIRECTIONS[name]
+    for suffix, value in SUFFIX_DIRECTIONS:
+        if name.endswith(suffix):
+            return value
+    return None
+
+
+def headline_metrics(metrics: Iterable[str], headline: Sequence[str]) -> list[str]:
+    """The metrics matching the ``headline`` globs, in glob order, then name order."""
+    names = sorted(set(metrics))
+    out: list[str] = []
+    for pattern in headline:
+        out += [n for n in names if fnmatchcase(n, pattern) and n not in out]
+    return out

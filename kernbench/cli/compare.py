@@ -1,29 +1,26 @@
 """``python -m kernbench.compare``: compare tracked runs without a browser.
 
-``runs`` lists the runs of an experiment (or of one sweep) with the params they vary and a few
-metrics; ``diff`` compares two runs metric by metric and exits 1 when one moved in its bad
-direction by more than a threshold, so it can gate CI. The store is only read: a missing
-SQLite file is reported, never created. mlflow is imported only when the store is opened, so
-``--help`` stays fast.
+``runs`` lists the runs of an experiment (by default the latest run's) or of one sweep with
+the params they vary and their headline metrics; ``diff`` compares two runs metric by metric
+and exits 1 when one moved in its bad direction by more than a threshold, so it can gate CI.
+Each metric's direction is the one its bench declared (kept with the run), else its unit
+suffix's. Tables fit the terminal (:mod:`kernbench.cli.tables`). The store is only read: a
+missing SQLite file is reported, never created. mlflow is imported only when the store is
+opened, so ``--help`` stays fast.
 """
 
 import argparse
 import csv
 import json
 import math
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
+from kernbench.bench.result import RUN_METRIC_DIRECTIONS, SUFFIX_DIRECTIONS, metric_direction
 from kernbench.cli.runstore import (
-    DEFAULT_EXPERIMENT,
     SHORT_ID_CHARS,
     CompareError,
     Store,
@@ -33,41 +30,38 @@ from kernbench.cli.runstore import (
     start_text,
     status,
 )
-from kernbench.cli.tracking import TAG_PREFIX, resolve_uri
+from kernbench.cli.tables import output_console, print_tables
+from kernbench.cli.tracking import BETTER_TAG, HEADLINE_TAG, TAG_PREFIX, resolve_uri
 from kernbench.core.errors import KernbenchError
-from kernbench.report import fmt_cell
 
 EXIT_OK = 0
 EXIT_WORSE = 1
 EXIT_USER_ERROR = 2
 
-DEFAULT_METRIC_PATTERN = "*/latency_ns"
+# Without --metrics: the headline metrics the runs' benches declared, else these.
+DEFAULT_METRIC_PATTERNS = ("latency_ns", "*/latency_ns")
 DEFAULT_METRIC_COUNT = 6
 DEFAULT_PARAM_COUNT = 6
 DEFAULT_LIMIT = 50
 DEFAULT_THRESHOLD = 0.05
 # Host wall time measures the machine, not the model: reported but never a verdict by default.
 NOISE_METRICS = ("wall_s",)
-# Piped output (CI logs, tests) gets a fixed width so tables are stable.
-PIPED_WIDTH_CHARS = 160
 
-# Direction rules for metric names: suffixes are checked on the whole name, words on its last
-# path segment only, so a case name like ``err-inject/…`` does not decide its metrics.
-LOWER_SUFFIXES = ("_ns", "_s", "_bytes")
-HIGHER_SUFFIXES = ("_gbs", "_tflops")
-LOWER_WORDS = ("queueing", "makespan", "latency", "err")
-HIGHER_WORDS = ("utilization", "verified")
+# Metrics only in one run of a diff listed by name before the rest are counted.
+LISTED_MISSING = 10
 
 EPILOG = """\
 examples:
-  {prog} runs
+  {prog} runs                                  # the latest run's experiment
   {prog} runs --sweep SWEEP_ID --metrics '*/latency_ns,*/effective_bw_gbs'
   {prog} runs --status failed --params 'topology.*,bench.*' --format csv > runs.csv
   {prog} runs --sort pe-local-hbm/latency_ns --limit 5
   {prog} diff probe-4x4-1a2b3c4d probe-4x4-5e6f7a8b
   {prog} diff 3f9c 81d0 --threshold 0.02 --format json   # exit 1 if a metric got worse
 
-runs are named by run id, a unique run id prefix, or run name (the latest run of that name).
+runs are named by run id, a unique run id prefix, or run name (the latest run of that name);
+a sweep by the id it printed or its parent run. --sweep, --parent and diff look in every
+experiment unless --experiment names one.
 the store is --tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db.
 exit codes: 0 ok, 1 diff found a metric worse than baseline, 2 bad input.
 """
@@ -103,47 +97,8 @@ def _unmatched(keys: Iterable[str], patterns: Sequence[str]) -> list[str]:
     return [p for p in patterns if not any(fnmatchcase(k, p) for k in keys)]
 
 
-def _console(file: TextIO | None = None) -> Console:
-    console = Console(file=file, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPED_WIDTH_CHARS
-    return console
-
-
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
-
-
-def _table(
-    title: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    styles: Sequence[str] = (),
-    keep: int = 1,
-) -> Table:
-    """Like :func:`kernbench.report.rich_table`, but a missing value (``None``) is a blank
-    cell that leaves a numeric column right-aligned; ``styles`` colours whole rows.
-
-    The first ``keep`` columns (names, ids) are never wrapped: when the table is too wide,
-    rich squeezes the others, whose headers break after each ``/`` of a metric name."""
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for i, column in enumerate(columns):
-        values = [r[i] for r in rows if r[i] is not None]
-        numeric = bool(values) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in values
-        )
-        header = column if i < keep else column.replace("/", "/\n")
-        # Folding rather than "…" so a squeezed number is never shown cut short.
-        table.add_column(
-            escape(header),
-            justify="right" if numeric else "left",
-            no_wrap=i < keep,
-            overflow="ellipsis" if i < keep else "fold",
-        )
-    for i, row in enumerate(rows):
-        style = styles[i] if i < len(styles) else None
-        table.add_row(*(escape(fmt_cell(v)) for v in row), style=style or None)
-    return table
 
 
 def _json_number(value: Any) -> Any:
@@ -153,31 +108,34 @@ def _json_number(value: Any) -> Any:
 
 
 def cmd_runs(args: argparse.Namespace, store: Store) -> int:
-    exp = store.experiment(args.experiment)
-    filters = []
-    title = f"{exp.name}: "
     if args.parent:
-        parent = store.resolve_run(args.parent, [exp.experiment_id])
-        filters.append(f"tags.`mlflow.parentRunId` = {quote(parent.info.run_id)}")
-        title += f"children of {label(parent)}"
+        # A parent is found in any experiment; its children are in its own.
+        parent = store.resolve_run(args.parent, store.experiment_ids(args.experiment))
+        exp_id = parent.info.experiment_id
+        where = f"tags.`mlflow.parentRunId` = {quote(parent.info.run_id)}"
+        what = f"children of {label(parent)}"
     elif args.sweep:
-        filters.append(f"tags.`{TAG_PREFIX}sweep_id` = {quote(args.sweep)}")
-        title += f"sweep {args.sweep}"
+        sweep_id, member = store.sweep(args.sweep, store.experiment_ids(args.experiment))
+        exp_id = member.info.experiment_id
+        where = f"tags.`{TAG_PREFIX}sweep_id` = {quote(sweep_id)}"
+        what = f"sweep {sweep_id}"
     else:
-        title += "runs"
-    runs = store.search([exp.experiment_id], " and ".join(filters))
-    if args.sweep and not runs:
-        known = sorted(
-            {
-                s
-                for r in store.search([exp.experiment_id])
-                if (s := r.data.tags.get(f"{TAG_PREFIX}sweep_id"))
-            }
-        )
-        raise CompareError(
-            f"no sweep {args.sweep!r} in experiment {exp.name!r}; sweeps: "
-            f"{', '.join(known) or 'none'}"
-        )
+        exp = store.experiment(args.experiment)
+        exp_id, where, what = exp.experiment_id, "", "runs"
+        if not args.experiment:
+            others = sorted(
+                e.name
+                for e in store.experiments_with_runs()
+                if e.name != exp.name and store.search([e.experiment_id], max_runs=1)
+            )
+            if others:
+                _note(
+                    f"experiment {exp.name!r}, the latest run's; others: {', '.join(others)} "
+                    "(--experiment NAME)"
+                )
+    experiment = store.experiment_name(exp_id)
+    title = f"{experiment}: {what}"
+    runs = store.search([exp_id], where)
     scoped = bool(args.parent or args.sweep)
     if scoped or not args.all_roles:
         runs = [r for r in runs if r.data.tags.get(f"{TAG_PREFIX}role") != "sweep"]
@@ -201,7 +159,7 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> int:
             _note(f"showing the first {limit} of {total} runs; --limit 0 shows all")
 
     params = _choose_params(runs, _patterns(args.params))
-    metrics = _choose_metrics(metric_keys, _patterns(args.metrics))
+    metrics = _choose_metrics(metric_keys, _patterns(args.metrics), _headline(runs))
     header = ["run", "id", "status", "start", *params, *metrics]
     records = [
         {
@@ -217,7 +175,7 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> int:
     if args.format == "json":
         for rec in records:
             rec["metrics"] = {k: _json_number(v) for k, v in rec["metrics"].items()}
-        out = {"experiment": exp.name, "runs": records}
+        out = {"experiment": experiment, "runs": records}
         print(json.dumps(out, indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -241,9 +199,19 @@ def cmd_runs(args: argparse.Namespace, store: Store) -> int:
             for rec in records
         ]
         styles = ["red" if rec["status"] == "failed" else "" for rec in records]
-        console = _console()
+        console = output_console()
         if rows:
-            console.print(_table(f"{title} ({len(rows)})", header, rows, styles, keep=4))
+            # Narrow terminals lose the start time, then the run names (ids stay), before
+            # the columns are split over several tables.
+            print_tables(
+                console,
+                f"{title} ({len(rows)})",
+                header,
+                rows,
+                keep=4,
+                optional=("start", "run"),
+                styles=styles,
+            )
         else:
             console.print(f"{title}: no runs match", markup=False)
     return EXIT_OK
@@ -295,12 +263,29 @@ def _choose_params(runs: Sequence[Any], patterns: Sequence[str]) -> list[str]:
     return varied
 
 
-def _choose_metrics(keys: set[str], patterns: Sequence[str]) -> list[str]:
+def _headline(runs: Sequence[Any]) -> list[str]:
+    """The headline metric patterns the runs' benches declared, in order, without repeats."""
+    out: list[str] = []
+    for run in runs:
+        for pattern in _json_tag(run, HEADLINE_TAG, []):
+            if pattern not in out:
+                out.append(pattern)
+    return out
+
+
+def _json_tag(run: Any, key: str, default: Any) -> Any:
+    try:
+        return json.loads(run.data.tags[key])
+    except (KeyError, ValueError):
+        return default
+
+
+def _choose_metrics(keys: set[str], patterns: Sequence[str], headline: Sequence[str]) -> list[str]:
     if patterns:
         for pattern in _unmatched(keys, patterns):
             _note(f"--metrics {pattern!r} matches no metric of these runs")
         return _select(keys, patterns)
-    chosen = _select(keys, [DEFAULT_METRIC_PATTERN])
+    chosen = _select(keys, [*(headline or DEFAULT_METRIC_PATTERNS)])
     if not chosen:
         chosen = sorted(k for k in keys if k not in NOISE_METRICS)
     if len(chosen) > DEFAULT_METRIC_COUNT:
@@ -312,25 +297,20 @@ def _choose_metrics(keys: set[str], patterns: Sequence[str]) -> list[str]:
     return chosen + [k for k in NOISE_METRICS if k in keys]
 
 
-def direction(name: str, lower: Sequence[str] = (), higher: Sequence[str] = ()) -> str | None:
-    """``"lower"`` or ``"higher"`` (is better) for a metric name, ``None`` when unknown.
-
-    Patterns given by the user win over the naming rules."""
+def direction(
+    name: str,
+    declared: Mapping[str, str | None] = {},
+    lower: Sequence[str] = (),
+    higher: Sequence[str] = (),
+) -> str | None:
+    """``"lower"`` or ``"higher"`` (is better) for a metric, ``None`` when it has none: the
+    user's ``--lower-is-better`` / ``--higher-is-better`` patterns, then what the run's bench
+    declared, then kernbench's defaults (:func:`kernbench.bench.metric_direction`)."""
     if any(fnmatchcase(name, p) for p in lower):
         return "lower"
     if any(fnmatchcase(name, p) for p in higher):
         return "higher"
-    # A rate per second is a throughput, not a duration.
-    if name.endswith(LOWER_SUFFIXES) and not name.endswith("_per_s"):
-        return "lower"
-    if name.endswith(HIGHER_SUFFIXES):
-        return "higher"
-    word = name.rsplit("/", 1)[-1]
-    if any(w in word for w in LOWER_WORDS):
-        return "lower"
-    if any(w in word for w in HIGHER_WORDS):
-        return "higher"
-    return None
+    return metric_direction(name, declared)
 
 
 def relative_change(baseline: float, candidate: float) -> float:
@@ -366,10 +346,7 @@ def _threshold_text(threshold: float) -> str:
 
 
 def cmd_diff(args: argparse.Namespace, store: Store) -> int:
-    if args.experiment:
-        exp_ids = [store.experiment(args.experiment).experiment_id]
-    else:
-        exp_ids = [e.experiment_id for e in store.experiments_with_runs()]
+    exp_ids = store.experiment_ids(args.experiment)
     base = store.resolve_run(args.baseline, exp_ids)
     cand = store.resolve_run(args.candidate, exp_ids)
     for role, run in (("baseline", base), ("candidate", cand)):
@@ -378,6 +355,18 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
 
     patterns = _patterns(args.metrics)
     bm, cm = base.data.metrics, cand.data.metrics
+    benches = [r.data.tags.get(f"{TAG_PREFIX}bench") for r in (base, cand)]
+    # Two benches share kernbench's own metrics and, rarely, some of theirs (gemm, qkv_gemm).
+    other_bench = all(benches) and benches[0] != benches[1]
+    if other_bench:
+        what = f"{label(base)} is a run of bench {benches[0]!r} and {label(cand)} of {benches[1]!r}"
+        if not (bm.keys() & cm.keys()) - RUN_METRIC_DIRECTIONS.keys():
+            raise CompareError(
+                f"{what}: they share no metric but kernbench's own "
+                f"({', '.join(sorted(RUN_METRIC_DIRECTIONS))}); compare two runs of one bench "
+                "(kernbench compare runs lists them)"
+            )
+        _note(f"{what}: comparing only the metrics both have")
     common = _select(bm.keys() & cm.keys(), patterns or ["*"])
     if not common:
         what = f"matching --metrics {args.metrics!r} " if patterns else ""
@@ -386,9 +375,13 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
             f"{len(bm)}, candidate {len(cm)}); compare runs of the same bench"
         )
     lower, higher = _patterns(args.lower_is_better), _patterns(args.higher_is_better)
+    # What the candidate's bench declared, then the baseline's (the first match decides).
+    declared = dict(_json_tag(cand, BETTER_TAG, {}))
+    for pattern, value in _json_tag(base, BETTER_TAG, {}).items():
+        declared.setdefault(pattern, value)
     rows = []
     for name in common:
-        better = direction(name, lower, higher)
+        better = direction(name, declared, lower, higher)
         change = relative_change(bm[name], cm[name])
         judged = "ignored" if name in NOISE_METRICS and not args.include_wall else None
         rows.append(
@@ -425,14 +418,15 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
-        console = _console()
+        console = output_console()
         for role, run in (("baseline", base), ("candidate", cand)):
             console.print(
                 f"{role:<9}  {label(run)}  {status(run)}  {start_text(run)}", markup=False
             )
         if params_changed:
             changed = [[k, b, c] for k, (b, c) in params_changed.items()]
-            console.print(_table("params", ["param", "baseline", "candidate"], changed))
+            columns = ["param", "baseline", "candidate"]
+            print_tables(console, "params", columns, changed, wrap_key=True)
         table_rows = [
             [
                 r["metric"],
@@ -445,21 +439,23 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
             for r in rows
         ]
         styles = [{"worse": "red", "better": "green"}.get(r["verdict"], "") for r in rows]
-        console.print(
-            _table(
-                "metrics",
-                ["metric", "baseline", "candidate", "change", "better", "verdict"],
-                table_rows,
-                styles,
-            )
+        print_tables(
+            console,
+            "metrics",
+            ["metric", "baseline", "candidate", "change", "better", "verdict"],
+            table_rows,
+            styles=styles,
+            wrap_key=True,
         )
-        if only_base:
-            console.print(f"only in baseline: {', '.join(only_base)}", markup=False)
-        if only_cand:
-            console.print(f"only in candidate: {', '.join(only_cand)}", markup=False)
+        for role, names in (("baseline", only_base), ("candidate", only_cand)):
+            if names:
+                console.print(f"only in {role}: {_listing(names)}", markup=False)
         console.print(summary, markup=False, style="red" if worse else None)
-    # A gate must not pass a candidate that failed or lost metrics the baseline has.
+    # A gate must not pass a candidate that failed or lost metrics the baseline has (another
+    # bench's metrics are not lost: that bench never had them).
     missing = [k for k in _select(only_base, patterns or ["*"]) if k not in NOISE_METRICS]
+    if other_bench:
+        missing = []
     problems = []
     if is_failed(cand) or cand.info.status == "RUNNING":
         problems.append(f"candidate {label(cand)} is {status(cand)}")
@@ -470,6 +466,13 @@ def cmd_diff(args: argparse.Namespace, store: Store) -> int:
     for problem in problems:
         print(f"regression: {problem}", file=sys.stderr)
     return EXIT_WORSE if worse or problems else EXIT_OK
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:LISTED_MISSING])
+    if len(names) <= LISTED_MISSING:
+        return shown
+    return f"{len(names)} metrics: {shown}, ... (--format json lists all)"
 
 
 def _run_ref(run: Any) -> dict[str, Any]:
@@ -527,8 +530,8 @@ def build_parser(prog: str = "python -m kernbench.compare") -> argparse.Argument
     common.add_argument(
         "--experiment",
         metavar="NAME",
-        help=f"experiment (one per bench); runs: default {DEFAULT_EXPERIMENT!r}, "
-        "diff: default all experiments",
+        help="experiment (one per bench); runs: default the latest run's; --sweep, --parent "
+        "and diff: default all experiments",
     )
     formatter = argparse.RawDescriptionHelpFormatter
     epilog = EPILOG.format(prog=prog)
@@ -550,13 +553,17 @@ def build_parser(prog: str = "python -m kernbench.compare") -> argparse.Argument
         formatter_class=formatter,
     )
     scope = runs.add_mutually_exclusive_group()
-    scope.add_argument("--sweep", metavar="SWEEP_ID", help="only the jobs of this sweep")
-    scope.add_argument("--parent", metavar="RUN", help="only the children of this sweep parent run")
+    scope.add_argument(
+        "--sweep",
+        metavar="SWEEP",
+        help="only the jobs of this sweep: the id the sweep printed, or its parent run",
+    )
+    scope.add_argument("--parent", metavar="RUN", help="only the children of this parent run")
     runs.add_argument(
         "--metrics",
         metavar="PATTERNS",
-        help=f"metric columns; default {DEFAULT_METRIC_PATTERN!r} (at most "
-        f"{DEFAULT_METRIC_COUNT}) plus wall_s",
+        help="metric columns; default the headline metrics of the runs' benches, else "
+        f"{','.join(DEFAULT_METRIC_PATTERNS)!r} (at most {DEFAULT_METRIC_COUNT}), plus wall_s",
     )
     runs.add_argument(
         "--params", metavar="PATTERNS", help="param columns; default the params that differ"
@@ -586,10 +593,11 @@ def build_parser(prog: str = "python -m kernbench.compare") -> argparse.Argument
         parents=[common],
         help="compare two runs metric by metric; exit 1 if one got worse",
         description="Compare every metric two runs share. A metric is 'worse' when it moved "
-        "in its bad direction by more than --threshold: lower is better for names ending "
-        "_ns, _s, _bytes or containing queueing/makespan/latency/err; higher for _gbs, "
-        "_tflops, utilization, verified; other metrics are only 'changed'. wall_s is "
-        "ignored unless --include-wall.",
+        "in its bad direction by more than --threshold. Its direction is the one its bench "
+        "declared (kept with the run), else its unit's: lower is better for "
+        f"{', '.join(s for s, d in SUFFIX_DIRECTIONS if d == 'lower')}, higher for "
+        f"{', '.join(s for s, d in SUFFIX_DIRECTIONS if d == 'higher')}; a metric without "
+        "one is only 'changed'. wall_s is ignored unless --include-wall.",
         epilog=epilog,
         formatter_class=formatter,
     )

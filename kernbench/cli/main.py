@@ -7,7 +7,6 @@ numerical checks, 2 an error the user caused (:class:`KernbenchError`).
 
 import json
 import os
-import signal
 import sys
 import time
 import traceback
@@ -26,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kernbench.bench import BenchContext, BenchResult, get_bench
+from kernbench.cli import interrupt
 from kernbench.cli.heap import frozen_heap, skip_exit_gc
 from kernbench.cli.overrides import unknown_bench_keys, unknown_presets
 from kernbench.cli.sweep import await_parent, current_sweep
@@ -115,17 +115,19 @@ def run(
         if choices:
             summary["choices"] = choices
         tracking = build_spec(TrackingSpec, cfg.get("tracking"), TrackingSpec.KEY)
+        spec = system_spec_from_cfg(cfg)
+        name, modules = bench_selection(cfg)
+        info = get_bench(name, modules)
+        params = bench_params_from_cfg(cfg, info, spec)
+        devices = devices_from_cfg(cfg, spec)
+        summary.update(better=info.better, headline=list(info.headline))
+        # Only a valid config becomes an MLflow run: a config error is not a run (ADR 0021).
         if tracking.enabled:
             tracked = _start_tracking(tracking, cfg, summary, launch_dir)
             if tracked.error:
                 _warn_tracking(err_console, tracked.error)
             summary["mlflow"] = tracked.describe()
             started = time.perf_counter()  # wall_s measures the run, not the store's start-up
-        spec = system_spec_from_cfg(cfg)
-        name, modules = bench_selection(cfg)
-        info = get_bench(name, modules)
-        params = bench_params_from_cfg(cfg, info, spec)
-        devices = devices_from_cfg(cfg, spec)
         # The collector skips the heap mlflow, SQLAlchemy and Hydra left (kernbench/cli/heap.py).
         with frozen_heap(), _progress(console, show_progress) as progress:
             ctx = BenchContext.from_spec(spec, progress=progress, devices=devices, plots=plots)
@@ -144,12 +146,16 @@ def run(
             exit_code = EXIT_OK
     except KernbenchError as exc:
         error, exit_code = str(exc), EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _drop_plots(plots, out_dir, summary)
         summary.update(status="killed", error="interrupted", wall_s=time.perf_counter() - started)
         _write_results(out_dir, summary)
         if tracked is not None:
             tracked.finish("KILLED", {}, _outcome_tags(summary), _artifacts(out_dir))
+        logged = (
+            f", MLflow run {tracked.run_id} closed as KILLED" if tracked and tracked.run_id else ""
+        )
+        exc.add_note(f"results in {out_dir}{logged}")  # the line main() prints
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -275,6 +281,8 @@ def _start_tracking(
         sweep_id=sweep.sweep_id if sweep else None,
         job_num=sweep.job_num if sweep else None,
         parent_run_id=sweep.parent_run_id if sweep else None,
+        better=summary.get("better"),
+        headline=summary.get("headline", ()),
     )
     return TrackedRun.start(
         spec,
@@ -402,14 +410,11 @@ def _progress(console: Console, show: bool) -> Iterator[ProgressFn]:
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     skip_exit_gc()  # in the process running the job: the launcher or a worker
+    interrupt.install()  # a worker sent SIGTERM closes its run as KILLED too
     outcome = run(cfg)
     # In a sweep a failed job is recorded in its summary and the other jobs still run.
     if outcome.exit_code != EXIT_OK and HydraConfig.get().mode != RunMode.MULTIRUN:
         sys.exit(outcome.exit_code)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:
@@ -418,7 +423,7 @@ def main() -> None:
     ``kernbench compare ...`` compares logged runs (see ``kernbench compare --help``).
     """
     # SIGTERM (kill, CI timeouts, schedulers) ends a run like Ctrl-C: logged KILLED, not RUNNING.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt.install()
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from kernbench.cli.compare import main as compare_main
 
@@ -428,4 +433,8 @@ def main() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     skip_exit_gc()
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt as exc:
+        # One line, not the traceback; the run (or the sweep, at exit) is closed as KILLED.
+        sys.exit(interrupt.report(exc))

@@ -1,8 +1,9 @@
 """Read-only access to the MLflow tracking store for ``kernbench.compare``.
 
-Runs are found by id, unique id prefix or run name; experiments by name. A missing SQLite
-store is reported, never created, and every MLflow error becomes a :class:`CompareError`
-naming the store. mlflow is imported when a store is opened, not at import time.
+Runs are found by id, unique id prefix or run name; experiments by name, by default the one
+of the latest run; sweeps by their id or their parent run. A missing SQLite store is
+reported, never created, and every MLflow error becomes a :class:`CompareError` naming the
+store. mlflow is imported when a store is opened, not at import time.
 """
 
 import time
@@ -10,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernbench.cli.tracking import TAG_PREFIX
+from kernbench.cli.tracking import TAG_PREFIX, store_lock
 from kernbench.core.errors import KernbenchError
 
-DEFAULT_EXPERIMENT = "probe"
 SHORT_ID_CHARS = 8
 SEARCH_PAGE_RUNS = 1000
 
@@ -38,7 +38,10 @@ class Store:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.client = self._call(lambda: MlflowClient(tracking_uri=uri))
+        # Opening a store that a run is creating at this moment would create it a second time.
+        with store_lock(uri):
+            self.client = self._call(lambda: MlflowClient(tracking_uri=uri))
+            self._call(lambda: self.client.search_experiments(max_results=1))
 
     def _call(self, fn: Any) -> Any:
         from mlflow.exceptions import MlflowException
@@ -72,20 +75,52 @@ class Store:
         return experiments
 
     def experiment(self, name: str | None) -> Any:
-        """The experiment called ``name``, else ``probe``; an error lists those present."""
+        """The experiment called ``name``, else the one of the latest run; an unknown name is
+        an error that lists those present."""
         experiments = self.experiments_with_runs()
-        names = [e.name for e in experiments]
-        wanted = name or DEFAULT_EXPERIMENT
-        for exp in experiments:
-            if exp.name == wanted:
-                return exp
-        listing = ", ".join(sorted(names))
         if name is None:
-            raise CompareError(
-                f"no experiment {DEFAULT_EXPERIMENT!r} in {self.uri}; pick one with "
-                f"--experiment: {listing}"
-            )
+            [latest] = self.search([e.experiment_id for e in experiments], max_runs=1)
+            name = next(e.name for e in experiments if e.experiment_id == latest.info.experiment_id)
+        for exp in experiments:
+            if exp.name == name:
+                return exp
+        listing = ", ".join(sorted(e.name for e in experiments))
         raise CompareError(f"unknown experiment {name!r} in {self.uri}; experiments: {listing}")
+
+    def experiment_ids(self, name: str | None) -> list[str]:
+        """The experiment called ``name``, else every experiment: where runs are looked up."""
+        if name:
+            return [self.experiment(name).experiment_id]
+        return [e.experiment_id for e in self.experiments_with_runs()]
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return self._call(lambda: self.client.get_experiment(experiment_id)).name
+
+    def sweep(self, ref: str, experiment_ids: Sequence[str]) -> tuple[str, Any]:
+        """A sweep by its id (``kernbench.sweep_id``, as the sweep prints it) or by its parent
+        run (id, id prefix or name): its id and one of its runs (the parent if logged)."""
+        tag = f"{TAG_PREFIX}sweep_id"
+        runs = self.search(experiment_ids, f"tags.`{tag}` = {quote(ref)}")
+        if runs:
+            parents = [r for r in runs if r.data.tags.get(f"{TAG_PREFIX}role") == "sweep"]
+            return ref, (parents or runs)[0]
+        try:
+            run = self.resolve_run(ref, experiment_ids)
+        except CompareError:
+            run = None
+        if run is not None and run.data.tags.get(tag):
+            return run.data.tags[tag], run
+        known = sorted(
+            {
+                s
+                for r in self.search(experiment_ids, f"tags.`{TAG_PREFIX}role` = 'sweep'")
+                if (s := r.data.tags.get(tag))
+            }
+        )
+        raise CompareError(
+            f"no sweep {ref!r} (by sweep id or parent run) in {self.uri}; sweeps: "
+            f"{', '.join(known[-10:]) or 'none'}"
+        )
 
     def search(
         self,
@@ -102,7 +137,7 @@ class Store:
                 lambda t=token: self.client.search_runs(
                     list(experiment_ids),
                     filter_string=filter_string,
-                    max_results=SEARCH_PAGE_RUNS,
+                    max_results=min(SEARCH_PAGE_RUNS, max_runs or SEARCH_PAGE_RUNS),
                     order_by=list(order_by),
                     page_token=t,
                 )

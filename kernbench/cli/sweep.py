@@ -9,18 +9,25 @@ parent run in a background thread while the launcher starts its workers (ADR 001
 fork from a server that has loaded kernbench and mlflow once, ADR 0014): a job waits for
 ``sweep.json`` to name the parent before it touches the store, so workers never race to
 create it. After the last job it reads every job's
-``summary.json``, closes the parent as FINISHED or FAILED, prints one line per failed job and
-exits non-zero when any failed. If the sweep is interrupted, the parent is marked KILLED at
-exit.
+``summary.json``, prints a table of the swept parameters and the jobs' headline metrics
+(logged as ``sweep.csv`` and ``sweep.md`` with the parent), closes the parent as FINISHED or
+FAILED, prints one line per failed job and exits non-zero when any failed. If the sweep is
+interrupted (Ctrl-C, SIGTERM), at exit every started job without a ``summary.json`` gets one
+saying it was killed, and the parent and every job run still RUNNING are closed as KILLED
+(ADR 0023).
 """
 
 import atexit
+import csv
+import io
 import json
 import multiprocessing
 import os
+import shlex
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from kernbench.bench.result import headline_metrics
+from kernbench.cli.runstore import quote
+from kernbench.cli.tables import output_console, print_tables
 from kernbench.cli.tracking import (
+    MAX_TAG_CHARS,
+    NOTE_TAG,
     TAG_PREFIX,
     Tracker,
     TrackingSpec,
@@ -39,12 +51,14 @@ from kernbench.cli.tracking import (
     mlflow_modules,
     preload_mlflow,
     resolve_uri,
+    retry,
     run_tags,
     ui_command,
     uri_source,
 )
 from kernbench.config import build_spec, to_plain
 from kernbench.core.errors import ConfigError, KernbenchError
+from kernbench.report.markdown import markdown_table
 
 ENV_VAR = "KERNBENCH_SWEEP"
 SWEEP_FILE = "sweep.json"
@@ -53,6 +67,11 @@ SWEEP_FILE = "sweep.json"
 PARENT_WAIT_S = 300.0
 EXIT_USER_ERROR = 2
 BENCH_KEYS = frozenset({"bench", "bench.name"})  # overrides that choose the bench
+TABLE_CSV = "sweep.csv"
+TABLE_MD = "sweep.md"
+# Headline metric columns printed at the end of a sweep (sweep.csv and sweep.md have all).
+PRINTED_METRICS = 6
+KILLED_ERROR = "interrupted: the sweep was stopped before this job ended"
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,9 @@ class SweepCallback(Callback):
         self.parent_run_id: str | None = None
         self.closed = False
         self.creating: threading.Thread | None = None
+        self.sweep_dir: Path | None = None
+        self.sweep_id = ""
+        self.description = ""
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers ship the callbacks to every job's process; the parent run, its client and
@@ -207,7 +229,10 @@ class SweepCallback(Callback):
         sweep_dir = _sweep_dir(config)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         sweep_id = str(config.hydra.sweep.dir).removeprefix("outputs/multirun/")
+        self.sweep_dir, self.sweep_id = sweep_dir, sweep_id
         info = SweepInfo(sweep_id=sweep_id, sweep_dir=str(sweep_dir))
+        # Interrupted, the sweep never reaches on_multirun_end: close what it started at exit.
+        atexit.register(self._close_interrupted)
         if spec.enabled:
             bench = to_plain(config.get("bench"), "bench") or {}
             bench_name = bench.get("name") if isinstance(bench, dict) else None
@@ -228,6 +253,7 @@ class SweepCallback(Callback):
                 role="sweep",
                 sweep_id=sweep_id,
             )
+            self.description = tags[NOTE_TAG]
             name = f"sweep-{bench_name or experiment}-{sweep_id.replace('/', '_')}"
             # mlflow's import and the store take seconds (ADR 0008, 0013): do it while the
             # launcher starts its workers.
@@ -236,7 +262,6 @@ class SweepCallback(Callback):
                 args=(info, name, tags, uri_source(spec.uri)),
                 daemon=True,
             )
-            atexit.register(self._kill_if_open)
         _publish(info, env=True)
         warm_workers(config, info.tracking_uri)
         if self.creating is not None:
@@ -260,29 +285,35 @@ class SweepCallback(Callback):
         if self.creating is not None:
             self.creating.join()
         sweep_dir = _sweep_dir(config)
-        jobs = []
-        # Every job Hydra started has its own directory; one without summary.json died
-        # before kernbench could write it (killed by the OS, a crashed worker) and counts
-        # as failed.
-        for job_dir in sorted(sweep_dir.glob("*/.hydra"), key=lambda p: _job_key(p.parent)):
-            path = job_dir.parent / "summary.json"
-            if path.exists():
-                summary = json.loads(path.read_text())
-            else:
-                summary = {"status": "failed", "error": "the job ended without a summary.json"}
-            jobs.append((job_dir.parent.name, summary))
+        jobs = _jobs(sweep_dir)
         failed = [(num, s) for num, s in jobs if s.get("status") != "ok"]
+        swept = list(swept_keys(config))
+        columns, rows = sweep_table(jobs, swept, sweep_dir)
+        artifacts = _write_table(sweep_dir, columns, rows)
+        printed = _printed_columns(columns, swept)
+        console = output_console()
+        title = f"sweep {self.sweep_id or sweep_dir.name}: {len(jobs)} jobs"
+        if rows:
+            picked = [[row[columns.index(c)] for c in printed] for row in rows]
+            styles = ["red" if row[1] != "ok" else "" for row in rows]
+            print_tables(console, title, printed, picked, keep=2, styles=styles)
+        if len(printed) < len(columns):
+            print(f"all {len(columns) - 2} columns: {sweep_dir / TABLE_CSV}")
         if self.tracker is not None and self.parent_run_id is not None:
             metrics = {"jobs": len(jobs), "jobs_failed": len(failed)}
-            tags = {f"{TAG_PREFIX}status": "failed" if failed else "ok"}
+            tags = {
+                f"{TAG_PREFIX}status": "failed" if failed else "ok",
+                NOTE_TAG: self._note(jobs, failed, columns, rows),
+            }
             self.tracker.finish_run(
-                self.parent_run_id, "FAILED" if failed else "FINISHED", metrics, tags
+                self.parent_run_id, "FAILED" if failed else "FINISHED", metrics, tags, artifacts
             )
-            self.closed = True
             print(
                 f"sweep logged to MLflow: experiment {self.tracker.experiment!r}, parent run "
-                f"{self.parent_run_id}\n  view it: {ui_command(self.tracker.uri)}"
+                f"{self.parent_run_id}\n  view it: {ui_command(self.tracker.uri)}\n"
+                f"  compare its jobs: kernbench compare runs --sweep {shlex.quote(self.sweep_id)}"
             )
+        self.closed = True
         os.environ.pop(ENV_VAR, None)
         print(
             f"sweep: {len(jobs)} jobs, {len(jobs) - len(failed)} ok, {len(failed)} failed "
@@ -296,17 +327,159 @@ class SweepCallback(Callback):
                 )
             raise SystemExit(1)
 
-    def _kill_if_open(self) -> None:
+    def _note(
+        self,
+        jobs: Sequence[tuple[str, dict[str, Any]]],
+        failed: Sequence[tuple[str, dict[str, Any]]],
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> str:
+        """The parent's description at the end: what ran, the outcome and the table, when it
+        fits in a tag (else a pointer to the artifact)."""
+        outcome = f"**{'failed' if failed else 'ok'}**: {len(jobs)} jobs, {len(failed)} failed."
+        table = markdown_table({"columns": columns, "rows": rows})
+        note = f"{self.description}\n\n{outcome}\n\n{table}"
+        if len(note) > MAX_TAG_CHARS:
+            note = f"{self.description}\n\n{outcome} The jobs' table: {TABLE_MD}, {TABLE_CSV}."
+        return note
+
+    def _close_interrupted(self) -> None:
+        """At exit of an interrupted sweep: a ``summary.json`` for every started job that left
+        none (its worker was killed), and the parent and every job run still RUNNING closed as
+        KILLED. Nothing to do after on_multirun_end."""
+        if self.closed or self.sweep_dir is None:
+            return
+        self.closed = True
         if self.creating is not None and self.creating.is_alive():
             self.creating.join(timeout=30)
-        if self.closed or self.tracker is None or self.parent_run_id is None:
-            return
-        try:
-            self.tracker.finish_run(
-                self.parent_run_id, "KILLED", {}, {f"{TAG_PREFIX}status": "killed"}
+        stopped = []
+        for job_dir in _job_dirs(self.sweep_dir):
+            path = job_dir / "summary.json"
+            if not path.exists():
+                text = json.dumps({"status": "killed", "error": KILLED_ERROR}, indent=2)
+                path.write_text(text + "\n")
+            if json.loads(path.read_text()).get("status") == "killed":
+                stopped.append(job_dir.name)
+        closed = 0
+        if self.tracker is not None and self.parent_run_id is not None:
+            try:
+                closed = self._kill_runs()
+            except Exception as exc:
+                print(
+                    f"warning: could not close the sweep's MLflow runs as KILLED: {exc}",
+                    file=sys.stderr,
+                )
+        logged = f"; parent run and {closed} job run(s) closed as KILLED" if self.tracker else ""
+        jobs = f"job(s) {', '.join(stopped)} stopped" if stopped else "no job was running"
+        print(f"sweep killed: {jobs}{logged} ({self.sweep_dir})", file=sys.stderr)
+
+    def _kill_runs(self) -> int:
+        """Close the parent and the sweep's job runs still RUNNING as KILLED; their number."""
+        assert self.tracker is not None and self.parent_run_id is not None
+        client = self.tracker.client
+        tag = f"{TAG_PREFIX}sweep_id"
+        running = retry(
+            lambda: client.search_runs(
+                [self.tracker.experiment_id],
+                filter_string=f"tags.`{tag}` = {quote(self.sweep_id)} and "
+                "attributes.status = 'RUNNING'",
+                max_results=10_000,
             )
-        except Exception as exc:
-            print(f"warning: could not mark the sweep's MLflow run KILLED: {exc}", file=sys.stderr)
+        )
+        children = [r for r in running if r.info.run_id != self.parent_run_id]
+        tags = {f"{TAG_PREFIX}status": "killed", f"{TAG_PREFIX}error": KILLED_ERROR}
+        for run in children:
+            note = run.data.tags.get(NOTE_TAG, "")
+            child_tags = {**tags, NOTE_TAG: f"{note}\n\n**killed**: {KILLED_ERROR}".strip()}
+            self.tracker.finish_run(run.info.run_id, "KILLED", {}, child_tags)
+        parent_tags = {
+            f"{TAG_PREFIX}status": "killed",
+            NOTE_TAG: f"{self.description}\n\n**killed**: the sweep was interrupted.",
+        }
+        self.tracker.finish_run(self.parent_run_id, "KILLED", {}, parent_tags)
+        return len(children)
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    """Every job Hydra started has its own directory (with ``.hydra``), in job order."""
+    return sorted((p.parent for p in sweep_dir.glob("*/.hydra")), key=_job_key)
+
+
+def _jobs(sweep_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each started job's number and summary. A job without ``summary.json`` died before
+    kernbench could write it (killed by the OS, a crashed worker) and counts as failed."""
+    jobs = []
+    for job_dir in _job_dirs(sweep_dir):
+        path = job_dir / "summary.json"
+        if path.exists():
+            summary = json.loads(path.read_text())
+        else:
+            summary = {"status": "failed", "error": "the job ended without a summary.json"}
+        jobs.append((job_dir.name, summary))
+    return jobs
+
+
+def sweep_table(
+    jobs: Sequence[tuple[str, dict[str, Any]]], swept: Sequence[str], sweep_dir: Path
+) -> tuple[list[str], list[list[Any]]]:
+    """The sweep's table: a row per job with its number, status, the value of each swept key
+    (as its override gave it) and its headline metrics (as its bench declared them), then
+    ``wall_s``."""
+    metrics: list[str] = []
+    for _, summary in jobs:
+        for name in headline_metrics(summary.get("metrics", {}), summary.get("headline", [])):
+            if name not in metrics:
+                metrics.append(name)
+    columns = ["job", "status", *swept, *metrics, "wall_s"]
+    rows = []
+    for num, summary in jobs:
+        values = _swept_values(sweep_dir / num)
+        row: list[Any] = [_number(num), summary.get("status", "?")]
+        row += [values.get(key) for key in swept]
+        row += [summary.get("metrics", {}).get(name) for name in metrics]
+        row.append(summary.get("wall_s"))
+        rows.append(row)
+    return columns, rows
+
+
+def _printed_columns(columns: Sequence[str], swept: Sequence[str]) -> list[str]:
+    fixed = 2 + len(swept)
+    metrics = list(columns[fixed:-1])[:PRINTED_METRICS]
+    return [*columns[:fixed], *metrics, columns[-1]]
+
+
+def _swept_values(job_dir: Path) -> dict[str, Any]:
+    """The job's value of each key it overrides, as typed (numbers as numbers)."""
+    lines = _job_overrides(job_dir)
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # the job's own overrides were accepted; be safe all the same
+        return {}
+    return {o.key_or_group: _number(o.get_value_element_as_str()) for o in parsed}
+
+
+def _number(text: Any) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def _write_table(
+    sweep_dir: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[Path]:
+    """``sweep.csv`` (full precision) and ``sweep.md`` in the sweep directory."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    csv_path, md_path = sweep_dir / TABLE_CSV, sweep_dir / TABLE_MD
+    csv_path.write_text(out.getvalue())
+    md_path.write_text(markdown_table({"title": "Sweep", "columns": columns, "rows": rows}))
+    return [csv_path, md_path]
 
 
 def _job_key(path: Path) -> tuple[int, str]:

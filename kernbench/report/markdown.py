@@ -1,4 +1,8 @@
-"""Markdown rendering of a run from its summary dict (as written to ``summary.json``)."""
+"""Markdown rendering of a run from its summary dict (as written to ``summary.json``).
+
+Plain CommonMark tables and headings only: MLflow's artifact viewer shows raw HTML such as
+``<details>`` as literal text, so the full parameter list is an appendix, not a folded block.
+"""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,7 +48,8 @@ def markdown_table(table: Mapping[str, Any]) -> str:
 
 
 def render_report(summary: Mapping[str, Any]) -> str:
-    """The run's ``report.md``: title, outcome, config summary, tables, checks and notes."""
+    """The run's ``report.md``: title, outcome, config summary, tables, checks, notes and, last,
+    every parameter."""
     bench = summary.get("bench") or "?"
     status = summary.get("status", "?")
     out = [f"# kernbench: {bench}", ""]
@@ -85,6 +90,10 @@ def render_report(summary: Mapping[str, Any]) -> str:
     if summary.get("notes"):
         out += ["", "## Notes", ""]
         out += [f"- {note}" for note in summary["notes"]]
+    if summary.get("params"):
+        out += ["", "## All parameters", ""]
+        everything = {"columns": ["key", "value"], "rows": list(summary["params"].items())}
+        out.append(markdown_table(everything).rstrip())
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -123,7 +132,8 @@ def _observation(observe: Mapping[str, Any]) -> list[str]:
 
 
 def _config_summary(params: Mapping[str, Any]) -> str:
-    """One row per config group (hardware by preset name only), then every value folded."""
+    """One row per config group (hardware by preset name only; every value is listed under
+    "All parameters" at the end)."""
     groups: dict[str, list[str]] = {}
     for key, value in params.items():
         group, _, rest = key.partition(".")
@@ -133,19 +143,13 @@ def _config_summary(params: Mapping[str, Any]) -> str:
             f"{rest}={fmt_cell(value)}" if rest else fmt_cell(value)
         )
     rows = [[group, ", ".join(items)] for group, items in groups.items()]
-    everything = markdown_table({"columns": ["key", "value"], "rows": list(params.items())})
-    return (
-        markdown_table({"columns": ["group", "values"], "rows": rows})
-        + "\n<details><summary>all parameters</summary>\n\n"
-        + everything
-        + "\n</details>"
-    )
+    return markdown_table({"columns": ["group", "values"], "rows": rows})
 
 
 def _align(rows: Sequence[Sequence[Any]], i: int) -> str:
-    numeric = rows and all(
-        isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows if i < len(r)
-    )
+    """Right-aligned when every value present is a number (a missing one is a blank cell)."""
+    values = [r[i] for r in rows if i < len(r) and r[i] is not None]
+    numeric = values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     return "---:" if numeric else "---"
 
 

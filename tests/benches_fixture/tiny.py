@@ -19,7 +19,7 @@ class TinyParams:
             raise BenchError(f"bench.repeats: must be >= 1, got {self.repeats}")
 
 
-@bench("tiny", params=TinyParams)
+@bench("tiny", params=TinyParams, headline=("tiny/read_ns", "tiny/write_ns"))
 def tiny(ctx, params: TinyParams) -> BenchResult:
     """Host write then read of ``size_bytes`` at cube 0, PE 0, ``repeats`` times."""
     system = ctx.new_system()

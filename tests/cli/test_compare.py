@@ -1,6 +1,9 @@
-"""``python -m kernbench.compare`` against a real SQLite MLflow store built once per module."""
+"""``python -m kernbench.compare`` against a real SQLite MLflow store built once per module,
+its runs tagged as kernbench's tracker tags them (with the benches' real declarations of their
+metrics' directions and headlines)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kernbench.bench import get_bench, metric_direction
 from kernbench.cli.compare import direction, main, relative_change, verdict
+from kernbench.cli.tracking import run_tags
 
 REPO = Path(__file__).resolve().parents[2]
 T0_MS = 1_700_000_000_000
@@ -30,15 +35,37 @@ def _params(topology: str = "2x2", pc_bw_gbs: int = 32) -> dict[str, str]:
     }
 
 
-def _tags(role: str, config_hash: str, **extra: str) -> dict[str, str]:
-    return {
-        "kernbench.bench": "probe",
-        "kernbench.role": role,
-        "kernbench.config_hash": config_hash,
-        "kernbench.overrides": "",
-        "kernbench.choice.topology": "2x2",
-        **extra,
-    }
+def _tags(role: str, config_hash: str, bench: str = "probe", **extra: str) -> dict[str, str]:
+    """The tags kernbench logs for a run of ``bench`` (a sweep parent has no bench)."""
+    info = get_bench(bench) if role != "sweep" else None
+    tags = run_tags(
+        bench=bench,
+        config_hash=config_hash,
+        choices={"topology": "2x2"},
+        overrides=[],
+        role=role,
+        better=info.better if info else None,
+        headline=info.headline if info else (),
+    )
+    return {**tags, **extra}
+
+
+def _gemm_params(bench: str, block: int = 64) -> dict[str, str]:
+    return {"topology.name": "2x2", "bench.name": bench, "bench.block_m": str(block)}
+
+
+GEMM_METRICS = {
+    "latency_ns": 5000.0,
+    "kernel_ns": 4000.0,
+    "tflops": 10.0,
+    "roofline_ns": 1000.0,
+    "roofline_ratio": 0.25,
+    "pes_used": 1.0,
+    "max_abs_err": 0.001,
+    "verified": 1.0,
+    "sim_time_ns": 6000.0,
+    "wall_s": 1.0,
+}
 
 
 class StoreBuilder:
@@ -77,13 +104,51 @@ class StoreBuilder:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> tuple[str, dict[str, str]]:
-    """Experiment ``probe``: a baseline run, two candidates, a failed run, a run name logged
-    twice, and a sweep (parent + 3 jobs over hw.hbm.pc_bw_gbs). Experiment ``congestion``:
-    one run."""
+    """Experiment ``plain``: a run without kernbench's tags, with a flat ``latency_ns``.
+    Experiment ``congestion``: one run. Experiment ``gemm``: a baseline, a run 30 % slower
+    (tflops down, kernel_ns up), and a run of bench ``qkv_gemm`` (the same metric names), in
+    a sweep of experiment ``gemm``. Experiment ``probe``, written last (the latest run's): a
+    baseline run, two candidates, a failed run, a run name logged twice, and a sweep (parent +
+    3 jobs over hw.hbm.pc_bw_gbs)."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
     b = StoreBuilder(uri)
     probe = b.client.create_experiment("probe")
     congestion = b.client.create_experiment("congestion")
+    gemm = b.client.create_experiment("gemm")
+    plain = b.client.create_experiment("plain")
+    b.run(
+        plain,
+        "plain",
+        "plain-run",
+        {},
+        {"kernbench.role": "run"},
+        {"latency_ns": 7.0, "x/latency_ns": 8.0, "hops": 3.0, "wall_s": 0.5},
+    )
+    b.run(
+        congestion,
+        "congestion",
+        "congestion-2x2-ffff6666",
+        {"topology.name": "2x2"},
+        _tags("run", "ffff6666"),
+        {"congestion/hbm-incast-8/makespan_ns": 5000.0},
+    )
+    gemm_sweep = {"kernbench.sweep_id": "sw-gemm"}
+    gemm_parent = b.run(
+        gemm, "gemm-parent", "sweep-gemm-sw-gemm", {}, _tags("sweep", "", **gemm_sweep), {}
+    )
+    slower = {**GEMM_METRICS, "kernel_ns": 5714.0, "tflops": 7.0, "latency_ns": 6714.0}
+    for job, (key, bench, metrics) in enumerate(
+        [("gemm", "gemm", GEMM_METRICS), ("gemm-slow", "gemm", slower), ("qkv", "qkv_gemm", slower)]
+    ):
+        job_tags = {**gemm_sweep, "kernbench.job_num": str(job), "mlflow.parentRunId": gemm_parent}
+        b.run(
+            gemm,
+            key,
+            f"{bench}-2x2-{job}aaaaaaa",
+            _gemm_params(bench, 64 + 32 * job),
+            _tags("job", f"{job}aaaaaaa", bench=bench, **job_tags),
+            metrics,
+        )
     b.run(probe, "base", "probe-2x2-aaaa1111", _params(), _tags("run", "aaaa1111"), BASE_METRICS)
     slow = {**BASE_METRICS, "pe-local-hbm/latency_ns": 110.0, "wall_s": 3.0}
     b.run(probe, "slow", "probe-2x2-bbbb2222", _params(), _tags("run", "bbbb2222"), slow)
@@ -119,14 +184,6 @@ def store(tmp_path_factory) -> tuple[str, dict[str, str]]:
             _tags("job", f"{job}0000000", **job_tags),
             metrics,
         )
-    b.run(
-        congestion,
-        "congestion",
-        "congestion-2x2-ffff6666",
-        {"topology.name": "2x2"},
-        _tags("run", "ffff6666"),
-        {"congestion/hbm-incast-8/makespan_ns": 5000.0},
-    )
     return uri, b.ids
 
 
@@ -136,9 +193,13 @@ def compare(capsys, uri: str, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+LATEST_NOTE = "note: experiment 'probe', the latest run's; others: congestion, gemm, plain"
+
+
 def runs_json(capsys, uri: str, *argv: str) -> list[dict]:
     code, out, err = compare(capsys, uri, "runs", "--format", "json", *argv)
-    assert (code, err) == (0, "")
+    assert code == 0, err
+    assert err in ("", f"{LATEST_NOTE} (--experiment NAME)\n")
     return json.loads(out)["runs"]
 
 
@@ -165,7 +226,7 @@ def test_runs_of_a_sweep_are_its_jobs_in_job_order(store, capsys):
     uri, ids = store
     runs = runs_json(capsys, uri, "--sweep", "sw-0001")
     assert [r["run_id"] for r in runs] == [ids["job0"], ids["job1"], ids["job2"]]
-    # Only the sweep's axis varies between its jobs.
+    # Only the sweep's axis varies between its jobs; the probe's headline metric is there.
     assert [r["params"] for r in runs] == [{"hw.hbm.pc_bw_gbs": v} for v in (32, 64, 128)]
     by_parent = runs_json(capsys, uri, "--parent", ids["parent"][:10])
     assert by_parent == runs
@@ -234,7 +295,9 @@ def test_runs_unknown_experiment_or_sweep_lists_valid_ones(store, capsys):
     assert "congestion" in err and "probe" in err
     code, _, err = compare(capsys, uri, "runs", "--sweep", "sw-9")
     assert code == 2
-    assert "no sweep 'sw-9' in experiment 'probe'; sweeps: sw-0001" in err
+    assert err == (
+        f"error: no sweep 'sw-9' (by sweep id or parent run) in {uri}; sweeps: sw-0001, sw-gemm\n"
+    )
 
 
 def diff_json(capsys, uri: str, *argv: str) -> tuple[int, dict]:
@@ -355,8 +418,7 @@ def test_diff_unknown_run_exits_2_and_says_what_is_valid(store, capsys):
     code, out, err = compare(capsys, uri, "diff", ids["base"], "no-such-run")
     assert (code, out) == (2, "")
     assert err.startswith("error: no run 'no-such-run' (by id, id prefix or run name)")
-    assert "latest runs: congestion-2x2-ffff6666 (" in err
-    assert f"probe-2x2-20000000 ({ids['job2'][:8]})" in err
+    assert f"latest runs: probe-2x2-20000000 ({ids['job2'][:8]})" in err
     assert len(err.splitlines()) == 1
 
 
@@ -364,7 +426,8 @@ def test_diff_unknown_experiment_exits_2(store, capsys):
     uri, ids = store
     code, _, err = compare(capsys, uri, "diff", ids["base"], ids["slow"], "--experiment", "x")
     assert code == 2
-    assert "unknown experiment 'x'" in err and "experiments: Default, congestion, probe" in err
+    assert "unknown experiment 'x'" in err
+    assert "experiments: Default, congestion, gemm, plain, probe" in err
 
 
 def test_diff_runs_without_common_metrics_exit_2(store, capsys):
@@ -405,21 +468,49 @@ def test_bad_threshold_is_a_usage_error(store, capsys):
         ("pe-local-hbm/latency_ns", "lower"),
         ("congestion/hbm-incast-8/makespan_ns", "lower"),
         ("wall_s", "lower"),
+        ("sim_time_ns", "lower"),
         ("bench/size_bytes", "lower"),
-        ("congestion/link/queueing", "lower"),
-        ("gemm/max_abs_err", "lower"),
         ("pe-local-hbm/effective_bw_gbs", "higher"),
         ("gemm/achieved_tflops", "higher"),
-        ("pe-local-hbm/utilization", "higher"),
-        ("gemm/verified", "higher"),
+        ("host/ops_per_s", "higher"),  # a rate, not a duration
         ("sim_events", None),
-        ("host/ops_per_s", None),
-        # A case name does not decide a metric's direction.
-        ("err-inject/count", None),
+        # Without a declaration a name's words decide nothing.
+        ("pe-local-hbm/utilization", None),
+        ("tflops", None),
+        ("max_abs_err", None),
     ],
 )
-def test_direction_from_metric_name(name, expected):
-    assert direction(name) == expected
+def test_default_direction_is_by_unit_suffix(name, expected):
+    assert metric_direction(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("bench", "name", "expected"),
+    [
+        ("gemm", "tflops", "higher"),
+        ("gemm", "sip1/tflops", "higher"),
+        ("gemm", "roofline_ratio", "higher"),
+        ("gemm", "max_abs_err", "lower"),
+        ("gemm", "verified", "higher"),
+        ("gemm", "roofline_hbm_ns", None),  # an analytic bound, not a measurement
+        ("gemm", "kernel_ns", "lower"),
+        ("probe", "pe-local-hbm/utilization", "higher"),
+        ("probe", "pe-local-hbm/hops", None),
+        ("probe", "pe-local-hbm/latency_ns", "lower"),
+        ("tp_mlp", "tflops", "higher"),
+        ("ipcq_allreduce", "model_ratio", "lower"),
+        ("ipcq_allreduce", "model_ns", None),
+    ],
+)
+def test_benches_declare_their_metrics_directions(bench, name, expected):
+    assert metric_direction(name, get_bench(bench).better) == expected
+
+
+def test_user_patterns_beat_the_declared_direction():
+    declared = get_bench("gemm").better
+    assert direction("tflops", declared) == "higher"
+    assert direction("tflops", declared, lower=["tfl*"]) == "lower"
+    assert direction("pes_used", declared, higher=["pes_used"]) == "higher"
 
 
 def test_verdict_and_relative_change():
@@ -453,3 +544,152 @@ def test_diff_against_a_failed_candidate_fails_the_gate(store, capsys):
     assert code == 1
     assert "regression: candidate" in err and "failed" in err
     assert "lacks 4 baseline metric(s)" in err
+
+
+# --- where runs are looked up, and which columns --------------------------------------------
+
+
+def test_runs_default_to_the_latest_runs_experiment_and_say_so(store, capsys):
+    uri, ids = store
+    code, out, err = compare(capsys, uri, "runs")
+    assert code == 0
+    assert err == f"{LATEST_NOTE} (--experiment NAME)\n"
+    assert out.startswith("probe: runs (9)")
+    code, out, err = compare(capsys, uri, "runs", "--experiment", "gemm")
+    assert (code, err) == (0, "")
+    assert out.startswith("gemm: runs (3)")
+
+
+def test_a_sweep_is_found_by_its_id_or_parent_in_any_experiment(store, capsys):
+    uri, ids = store
+    jobs = [ids["gemm"], ids["gemm-slow"], ids["qkv"]]
+    for ref in ("sw-gemm", ids["gemm-parent"], ids["gemm-parent"][:7], "sweep-gemm-sw-gemm"):
+        runs = runs_json(capsys, uri, "--sweep", ref)
+        assert [r["run_id"] for r in runs] == jobs, ref
+    by_parent = runs_json(capsys, uri, "--parent", ids["gemm-parent"][:9])
+    assert [r["run_id"] for r in by_parent] == jobs
+    code, out, err = compare(capsys, uri, "runs", "--sweep", ids["gemm-parent"])
+    assert (code, err) == (0, "")
+    assert out.startswith("gemm: sweep sw-gemm (3)")
+    # --experiment still narrows the look-up.
+    code, _, err = compare(capsys, uri, "runs", "--sweep", "sw-gemm", "--experiment", "probe")
+    assert code == 2 and "no sweep 'sw-gemm'" in err
+
+
+def test_default_metric_columns_are_the_benches_headline(store, capsys):
+    uri, _ = store
+    runs = runs_json(capsys, uri, "--sweep", "sw-gemm")
+    assert list(runs[0]["metrics"]) == [
+        "latency_ns",
+        "kernel_ns",
+        "tflops",
+        "roofline_ratio",
+        "verified",
+        "wall_s",
+    ]
+
+
+def test_without_a_headline_the_default_columns_are_flat_and_nested_latencies(store, capsys):
+    uri, _ = store
+    runs = runs_json(capsys, uri, "--experiment", "plain")
+    assert list(runs[0]["metrics"]) == ["latency_ns", "x/latency_ns", "wall_s"]
+
+
+# --- diff: directions the benches declared, and runs of two benches -------------------------
+
+
+def test_diff_tflops_down_30pct_is_worse_not_changed(store, capsys):
+    uri, ids = store
+    code, out = diff_json(capsys, uri, ids["gemm"], ids["gemm-slow"])
+    assert code == 1
+    rows = {m["metric"]: (m["better"], m["verdict"]) for m in out["metrics"]}
+    assert rows["tflops"] == ("higher", "worse")
+    assert rows["kernel_ns"] == ("lower", "worse")
+    assert rows["latency_ns"] == ("lower", "worse")
+    assert rows["roofline_ns"] == (None, "same")
+    assert rows["verified"] == ("higher", "same")
+    assert out["worse"] == ["kernel_ns", "latency_ns", "tflops"]
+    tflops = next(m for m in out["metrics"] if m["metric"] == "tflops")
+    assert tflops["change"] == pytest.approx(-0.3)
+
+
+def test_diff_of_two_benches_says_so(store, capsys):
+    uri, ids = store
+    code, out, err = compare(capsys, uri, "diff", ids["gemm"], ids["qkv"], "--format", "json")
+    assert code == 1  # the shared metrics are compared: qkv's run is slower
+    assert err == (
+        f"note: gemm-2x2-0aaaaaaa ({ids['gemm'][:8]}) is a run of bench 'gemm' and "
+        f"qkv_gemm-2x2-2aaaaaaa ({ids['qkv'][:8]}) of 'qkv_gemm': comparing only the metrics "
+        "both have\n"
+    )
+    assert json.loads(out)["worse"] == ["kernel_ns", "latency_ns", "tflops"]
+    code, out, err = compare(capsys, uri, "diff", ids["base"], ids["gemm"])
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: probe-2x2-aaaa1111 ({ids['base'][:8]}) is a run of bench 'probe' and "
+        f"gemm-2x2-0aaaaaaa ({ids['gemm'][:8]}) of 'gemm': they share no metric but "
+        "kernbench's own (sim_events, sim_time_ns, wall_s); compare two runs of one bench "
+        "(kernbench compare runs lists them)\n"
+    )
+
+
+# --- tables at the terminal's width ---------------------------------------------------------
+
+
+def printed_numbers(out: str) -> set[str]:
+    return set(re.findall(r"-?[0-9][0-9,]*\.?[0-9]*%?", out))
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_runs_table_fits_the_terminal_and_never_cuts_a_value(store, capsys, monkeypatch, columns):
+    uri, ids = store
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = compare(
+        capsys, uri, "runs", "--sweep", "sw-gemm", "--metrics", "*", "--params", "*"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert "…" not in out
+    # Every value is printed whole on one line: ids, params, and each metric.
+    for key in ("gemm", "gemm-slow", "qkv"):
+        assert ids[key][:8] in out
+    for value in ("5,714", "6,714", "0.001", "1,000", "7", "10", "128"):
+        assert value in printed_numbers(out), value
+    for name in ("roofline_ratio", "max_abs_err", "bench.block_m"):
+        assert name.split(".")[-1] in out
+    titles = [line.rstrip() for line in lines if line.startswith("gemm: sweep sw-gemm (3)")]
+    if columns == 160:
+        assert titles == ["gemm: sweep sw-gemm (3)"]
+    else:
+        # Too many columns for one table: split, each table keyed by the run id.
+        assert len(titles) > 1
+        assert titles == [
+            f"gemm: sweep sw-gemm (3) [{n}/{len(titles)}]" for n in range(1, len(titles) + 1)
+        ]
+    assert out.count(ids["qkv"][:8]) == len(titles)
+
+
+def test_runs_table_keeps_names_and_start_where_they_fit(store, capsys, monkeypatch):
+    uri, ids = store
+    monkeypatch.setenv("COLUMNS", "160")
+    code, out, _ = compare(capsys, uri, "runs", "--sweep", "sw-gemm")
+    assert code == 0
+    assert out.splitlines()[0].rstrip() == "gemm: sweep sw-gemm (3)"
+    lines = out.splitlines()
+    header = lines[next(i for i, line in enumerate(lines) if line.startswith("─")) - 1]
+    assert header.split()[:4] == ["run", "id", "status", "start"]
+    assert "qkv_gemm-2x2-2aaaaaaa" in out
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_diff_table_fits_the_terminal_and_never_cuts_a_value(store, capsys, monkeypatch, columns):
+    uri, ids = store
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, _ = compare(capsys, uri, "diff", ids["job0"], ids["job2"])
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert "…" not in out
+    row = next(line for line in lines if "pe-local-hbm/latency_ns" in line)
+    assert re.search(r"100\s+80\s+-20.0%\s+lower\s+better", row), row

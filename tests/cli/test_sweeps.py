@@ -2,6 +2,7 @@
 job, from the basic, joblib and Ray launchers, and a sweep with a failing job."""
 
 import json
+import shlex
 import subprocess
 import threading
 import time
@@ -24,6 +25,7 @@ from tracking_helpers import (
     start_kernbench,
 )
 
+from kernbench.cli.compare import main as compare_main
 from kernbench.cli.sweep import (
     SWEEP_FILE,
     SweepCallback,
@@ -165,6 +167,8 @@ def test_parallel_workers_into_a_fresh_default_store(tmp_path):
 
 
 def test_sweep_with_a_failing_job(basic_sweeps, tmp_path):
+    """Job 1's config is invalid: it is reported and fails the sweep, but, a config error,
+    it is no run (as a single command's is not); its summary.json says why."""
     uri, sweep_dir, proc = basic_sweeps["failing"]
     message = "bench.repeats: must be >= 1, got 0"
     assert proc.returncode == 1, proc.stderr
@@ -174,12 +178,11 @@ def test_sweep_with_a_failing_job(basic_sweeps, tmp_path):
     )
     parent, children = split(runs_in(uri, "tiny"))
     assert_children_of(parent, children, sweep_dir)
-    assert statuses(children) == ["FINISHED", "FAILED", "FINISHED"]
-    failed = children[1]
-    assert failed.data.tags["kernbench.error"] == message
-    assert failed.data.tags["kernbench.status"] == "failed"
-    error_txt = artifact_text(uri, failed.info.run_id, "error.txt", tmp_path / "dl")
-    assert error_txt == message + "\n"
+    assert [c.data.tags["kernbench.job_num"] for c in children] == ["0", "2"]
+    assert statuses(children) == ["FINISHED", "FINISHED"]
+    summary = json.loads((sweep_dir / "1" / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("failed", message)
+    assert "mlflow" not in summary
     assert "kernbench.error" not in children[0].data.tags
     assert parent.info.status == "FAILED"
     assert parent.data.tags["kernbench.status"] == "failed"
@@ -216,7 +219,9 @@ def test_a_job_that_left_no_summary_counts_as_failed(tmp_path, capsys):
     (tmp_path / "0" / "summary.json").write_text('{"status": "ok"}')
     (tmp_path / "1" / ".hydra").mkdir(parents=True)
     (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- topology=4x4\n")
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}, "overrides": {"task": []}}}
+    )
     with pytest.raises(SystemExit) as exit_info:
         SweepCallback().on_multirun_end(config)
     assert exit_info.value.code == 1
@@ -334,3 +339,63 @@ def test_a_job_without_the_sweep_file_or_a_parent_in_time_logs_on_its_own(tmp_pa
     info = await_parent(stuck, timeout_s=0.2)
     assert (info.parent_run_id, info.pending) == (None, False)
     assert "job 2 is logged without it" in capsys.readouterr().err
+
+
+# --- the sweep's closing table ---------------------------------------------------------------
+
+
+def test_a_sweep_ends_with_a_table_of_its_axes_and_headline_metrics(grid, tmp_path):
+    uri, sweep_dir, proc = grid
+    lines = proc.stdout.splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("sweep ") and "4 jobs" in line
+    )
+    header = lines[start + 1].split()
+    assert header == [
+        "job",
+        "status",
+        "topology",
+        "hw.hbm.pc_bw_gbs",
+        "tiny/read_ns",
+        "tiny/write_ns",
+        "wall_s",
+    ]
+    rows = [line.split() for line in lines[start + 3 : start + 7]]
+    assert [r[:4] for r in rows] == [
+        [str(n), "ok", t, bw]
+        for n, (t, bw) in enumerate((("2x2", "16"), ("2x2", "32"), ("4x4", "16"), ("4x4", "32")))
+    ]
+    summaries = [json.loads((sweep_dir / str(n) / "summary.json").read_text()) for n in range(4)]
+    for row, summary in zip(rows, summaries, strict=True):
+        assert row[4] == f"{summary['metrics']['tiny/read_ns']:.1f}"
+    # The same table, every digit, as the parent's artifacts and in the sweep directory.
+    parent, _ = split(runs_in(uri, "tiny"))
+    csv_text = artifact_text(uri, parent.info.run_id, "sweep.csv", tmp_path / "dl")
+    assert csv_text == (sweep_dir / "sweep.csv").read_text()
+    csv_rows = [line.split(",") for line in csv_text.splitlines()]
+    assert csv_rows[0] == [
+        "job",
+        "status",
+        "topology",
+        "hw.hbm.pc_bw_gbs",
+        "tiny/read_ns",
+        "tiny/write_ns",
+        "wall_s",
+    ]
+    assert [float(r[4]) for r in csv_rows[1:]] == [s["metrics"]["tiny/read_ns"] for s in summaries]
+    md = artifact_text(uri, parent.info.run_id, "sweep.md", tmp_path / "dl")
+    assert "| job | status | topology | hw.hbm.pc_bw_gbs | tiny/read_ns |" in md
+    note = parent.data.tags["mlflow.note.content"]
+    assert "**ok**: 4 jobs, 0 failed." in note
+    assert "| 3 | ok | 4x4 | 32 |" in note
+
+
+def test_the_sweep_prints_the_id_compare_takes(grid, capsys):
+    uri, sweep_dir, proc = grid
+    [hint] = [line for line in proc.stdout.splitlines() if "compare its jobs:" in line]
+    argv = shlex.split(hint.split("compare its jobs:")[1])
+    assert argv[:3] == ["kernbench", "compare", "runs"]
+    assert compare_main([*argv[2:], "--tracking-uri", uri, "--format", "json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    _, children = split(runs_in(uri, "tiny"))
+    assert [r["run_id"] for r in runs] == [c.info.run_id for c in children]

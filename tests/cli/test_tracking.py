@@ -202,18 +202,39 @@ def test_tracking_off_creates_no_store(tmp_path, monkeypatch):
 # --- failed runs -------------------------------------------------------------------------
 
 
-def test_invalid_bench_parameter_is_logged_failed_with_its_error(store, tmp_path):
-    cfg = compose_cfg(*SMALL_PROBE, "bench.size_bytes=0", f"tracking.uri={store}")
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("bench.size_bytes=0", "bench.size_bytes: must be > 0, got 0"),
+        ("+bench.foo=1", "bench.foo: unknown parameter; valid: "),
+        ("+hw.hbm.foo=1", "hw.hbm.foo: unknown key; valid: "),
+        ("device=sip:7", "device: "),
+    ],
+    ids=["bad-value", "added-bench-key", "added-hw-key", "device"],
+)
+def test_a_config_error_creates_no_run(store, tmp_path, override, message):
+    """One rule: whatever the config error, it is reported (exit 2, summary.json on disk) and
+    no MLflow run is made of it."""
+    experiment = f"config-error-{override.split('=')[0].strip('+')}"
+    cfg = compose_cfg(
+        *SMALL_PROBE, override, f"tracking.uri={store}", f"tracking.experiment={experiment}"
+    )
     outcome, output = run_in_process(cfg, tmp_path / "run", launch_dir=tmp_path)
-    message = "bench.size_bytes: must be > 0, got 0"
-    assert (outcome.status, outcome.exit_code, outcome.error) == ("failed", 2, message)
-    run = logged_run(store, outcome)
-    assert run.info.status == "FAILED"
-    assert run.data.tags["kernbench.error"] == message
-    assert run.data.tags["kernbench.status"] == "failed"
-    assert run.data.params["bench.size_bytes"] == "0"
-    assert artifact_names(store, run.info.run_id) >= ARTIFACTS | {"error.txt"}
-    assert artifact_text(store, run.info.run_id, "error.txt", tmp_path / "dl") == message + "\n"
+    assert (outcome.status, outcome.exit_code) == ("failed", 2), output
+    assert outcome.error.startswith(message)
+    assert "mlflow" not in outcome.summary
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["status"], summary["error"]) == ("failed", outcome.error)
+    assert MlflowClient(tracking_uri=store).get_experiment_by_name(experiment) is None
+
+
+@pytest.mark.parametrize("key", ["bench.foo=1", "+bench.foo=1"])
+def test_a_misspelt_bench_key_creates_no_run_however_it_is_spelt(tmp_path, key):
+    proc = run_kernbench(tmp_path, "bench=probe", key, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: bench.foo: ") and "valid: " in last
+    assert not (tmp_path / "outputs").exists()  # no store: nothing was logged
 
 
 def test_bench_exception_is_logged_failed_with_its_traceback(store, tmp_path, monkeypatch):
@@ -250,7 +271,12 @@ def cli_run(tmp_path_factory):
 def test_command_line_run_lands_in_the_launch_dirs_store(cli_run):
     launch, proc, summary = cli_run
     outputs = launch / "outputs"
-    assert sorted(p.name for p in outputs.iterdir()) == ["mlartifacts", "mlflow.db"]
+    # .mlflow.db.lock: the lock two commands starting at once take to create the store
+    assert sorted(p.name for p in outputs.iterdir()) == [
+        ".mlflow.db.lock",
+        "mlartifacts",
+        "mlflow.db",
+    ]
     assert not list((launch / "runs").rglob("mlflow.db"))
     uri = sqlite_uri(outputs / "mlflow.db")
     run = only_run(uri, "tiny")
@@ -266,6 +292,13 @@ def test_command_line_run_lands_in_the_launch_dirs_store(cli_run):
     assert {p.name for p in artifacts.iterdir()} == artifact_names(uri, run_id)
     assert artifact_names(uri, run_id) >= ARTIFACTS
     assert f"logged to MLflow: experiment 'tiny', run {run_id}" in proc.stdout
+
+
+def test_a_run_directory_holds_no_empty_log(cli_run):
+    launch, _, _ = cli_run
+    run_dir = launch / "runs" / "one"
+    assert (run_dir / "summary.json").is_file()
+    assert not list(run_dir.glob("*.log"))
 
 
 def test_command_line_run_records_choices_overrides_and_metrics(cli_run):
@@ -354,7 +387,13 @@ def test_ctrl_c_or_sigterm_marks_the_run_killed(tmp_path, started, signum):
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - interrupted < 10  # the bench sleeps 20 s unless interrupted
-    assert proc.returncode != 0, out
+    assert proc.returncode == 128 + signum, out
+    # One line, not a traceback: what stopped the run and where its record is.
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert err.splitlines() == [
+        f"killed by {name}: results in {tmp_path / 'run'}, MLflow run {run.info.run_id} closed "
+        "as KILLED"
+    ]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("killed", "interrupted")
     run = only_run(uri, "sleepy")

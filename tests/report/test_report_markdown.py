@@ -43,7 +43,21 @@ def test_render_report_sections():
     assert "| tiny/read_ns | 10 |" in text
     assert "### rt" in text
     assert "- PASS `ok`\n- FAIL `bad`" in text
-    assert text.endswith("## Notes\n\n- a note\n")
+    assert "## Notes\n\n- a note\n\n## All parameters\n" in text
+    assert text.endswith("| hw.hbm.pc_bw_gbs | 32 |\n")
+
+
+def test_report_uses_no_html_that_mlflows_viewer_shows_as_text():
+    params = {f"hw.x{i}": i for i in range(50)} | {"topology.name": "2x2"}
+    text = render_report({"status": "ok", "bench": "tiny", "params": params, "notes": ["n"]})
+    assert "<" not in text and ">" not in text
+    assert text.index("## Configuration") < text.index("## Notes") < text.index("## All parameters")
+    assert "| hw.x49 | 49 |" in text.split("## All parameters")[1]
+
+
+def test_markdown_table_keeps_a_column_with_blanks_numeric():
+    table = {"columns": ["job", "ns"], "rows": [[0, 1.5], [1, None]]}
+    assert markdown_table(table) == "| job | ns |\n| ---: | ---: |\n| 0 | 1.5 |\n| 1 |  |\n"
 
 
 def test_render_failed_report_shows_the_error():
