@@ -12,14 +12,15 @@ writes share the channels, first come first served.
   one are done.
 
 That is the flit model's view (:meth:`HbmController.serve`, one burst at a time). The fluid
-model (kernbench.sim.fluid) queues a transfer's bursts on each channel at once, behind what is
-queued there, and reports what each channel did with :meth:`HbmController.account`.
+model (kernbench.sim.fluid) queues a read's bursts on each channel at once, behind what is
+queued there, and shares the channels among writes by their bytes on each; it reports what
+each channel did with :meth:`HbmController.account`.
 
 Observation: a controller counts the bytes it read and wrote, the busy time summed over its
-channels and the longest wait of a burst for its channel (fluid: of a transfer it held back).
-With ``sim.trace=full`` it also records spans per pseudo-channel: under the flit model a
-maximal run of consecutive bursts of one message on one channel; under the fluid model one span per transfer and channel. Spans of one
-channel never overlap.
+channels and the longest wait of a burst for its channel. With ``sim.trace=full`` it also
+records spans per pseudo-channel: under the flit model a maximal run of consecutive bursts of
+one message on one channel; under the fluid model one span per transfer and channel (a write's
+may overlap another's, since writes share the channels).
 
 Not modelled: banks, row buffers, refresh, read/write turnaround, ECC.
 """
@@ -113,8 +114,8 @@ class HbmController:
     def account(
         self, channel: int, msg_id: int, start: float, end: float, nbytes: int, bursts: int
     ) -> None:
-        """A fluid transfer had ``channel`` serve its ``nbytes`` in ``bursts`` from ``start``
-        to ``end``."""
+        """A fluid transfer had ``channel`` serve its ``nbytes`` in ``bursts`` between
+        ``start`` and ``end``."""
         service = nbytes * self.spec.ns_per_byte
         self.busy_ns += service
         self.bursts += bursts
