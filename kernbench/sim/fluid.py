@@ -45,6 +45,7 @@ one edge overlap. A controller records one span per transfer and channel: the ti
 channel serves that transfer's bursts.
 """
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from kernbench.sim.context import Sim
@@ -114,16 +115,21 @@ class FluidModel(TransferModel):
         super().__init__(sim, fabric)
         self.cap: list[float] = list(fabric.edge_bw_gbs)  # per resource, GB/s
         self.source_free = [0.0] * len(self.cap)  # per edge, when its source's queue empties
-        self.users: list[dict[Flow, float]] = [{} for _ in self.cap]
+        # Per resource touched so far: its flows and their weights (made on first use).
+        self.users: defaultdict[int, dict[Flow, float]] = defaultdict(dict)
         self._channels: dict[int, list[float]] = {}  # id(memory) -> when each channel frees
         self._memories: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._pending = False
         self._ids = 0
+        # Plans depend only on the fabric and the shapes, so systems of one topology share them.
         self.plans: dict = memo if memo is not None else {}
-        self.planner = Planner(
-            fabric, self.flit_bytes, sim.spec.read_request_bytes, sim.spec.ns_per_mm
-        )
+        planner = self.plans.get("planner")
+        if planner is None:
+            planner = self.plans["planner"] = Planner(
+                fabric, self.flit_bytes, sim.spec.read_request_bytes, sim.spec.ns_per_mm
+            )
+        self.planner: Planner = planner
         self.observer = sim.observer
         self.n = {
             "transfers": 0,
@@ -213,7 +219,6 @@ class FluidModel(TransferModel):
             cap = 1.0 / memory.ns_per_byte
             for _ in range(memory.channels):
                 self.cap.append(cap)
-                self.users.append({})
         return base
 
     def _queue(self, flow: Flow) -> float:

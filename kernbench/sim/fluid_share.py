@@ -16,7 +16,7 @@ edge). Two rules, both work-conserving in the end:
   resource stop growing; repeat.
 """
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 # A resource is saturated when what is left of it is below this fraction of its capacity.
@@ -32,7 +32,7 @@ class FlowLike(Protocol, Hashable):
     limits: set[int]
 
 
-Users = Sequence[dict]  # per resource: flow -> its weight there
+Users = Mapping[int, dict]  # per resource: flow -> its weight there
 
 
 def fifo_shares(
