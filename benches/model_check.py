@@ -236,7 +236,17 @@ def _topology(ctx: BenchContext, spec: Any) -> Topology:
     return Topology(spec)
 
 
-@bench("model_check", params=ModelCheckParams)
+@bench(
+    "model_check",
+    params=ModelCheckParams,
+    better={
+        "*/makespan_err": None,  # signed: fluid minus flit
+        "*/*_err": "lower",
+        "*/cpu_speedup": "higher",
+        "*/*_per_transfer": "lower",
+    },
+    headline=("*/makespan_err", "*/p95_err"),
+)
 def model_check(ctx: BenchContext, p: ModelCheckParams) -> BenchResult:
     """The fluid transfer model against the flit reference on contention scenarios."""
     chosen = select(ctx.topology, p)

@@ -40,29 +40,34 @@ def fifo_shares(
 ) -> dict[FlowLike, float]:
     """Rates of ``flows`` (every user of ``res``) shared in proportion to what each offers."""
     order, cyclic = _path_order(flows, res)
-    nxt: dict[tuple[FlowLike, int], int] = {}
-    offered: dict[tuple[FlowLike, int], float] = {}
+    at: dict[int, list[tuple[list[float], int, float, FlowLike]]] = {r: [] for r in res}
+    offers: list[list[float]] = []
     for f in flows:
-        for r in f.res:
-            offered[(f, r)] = f.cap
-        for a, b in zip(f.res, f.res[1:], strict=False):
-            nxt[(f, a)] = b
-    rates: dict[FlowLike, float] = {}
+        offered = [f.cap] * len(f.res)
+        offers.append(offered)
+        for pos, (r, x) in enumerate(zip(f.res, f.w, strict=True)):
+            at[r].append((offered, pos, x, f))
     for _ in range(CYCLIC_PASSES if cyclic else 1):
         for r in order:
-            mine = users[r]
-            load = sum(offered[(f, r)] * x for f, x in mine.items())
-            scale = cap[r] / load if load > cap[r] else 1.0
-            for f in mine:
-                out = offered[(f, r)] * scale
-                if track and scale < 1.0:
-                    f.limits.add(r)
-                b = nxt.get((f, r))
-                if b is None:
-                    rates[f] = out
+            entries = at[r]
+            load = 0.0
+            for offered, pos, x, _f in entries:
+                load += offered[pos] * x
+            if load <= cap[r]:
+                for offered, pos, _x, _f in entries:
+                    if pos + 1 < len(offered):
+                        offered[pos + 1] = offered[pos]
+                continue
+            scale = cap[r] / load
+            for offered, pos, _x, f in entries:
+                if pos + 1 < len(offered):
+                    offered[pos + 1] = offered[pos] * scale
                 else:
-                    offered[(f, b)] = out
-    rem = {r: cap[r] - sum(rates[f] * x for f, x in users[r].items()) for r in res}
+                    offered[pos] *= scale  # the last resource: what the flow gets
+                if track:
+                    f.limits.add(r)
+    rates = {f: (o[-1] if o else f.cap) for f, o in zip(flows, offers, strict=True)}
+    rem = {r: cap[r] - sum(rates[f] * x for _o, _p, x, f in at[r]) for r in res}
     growing = [f for f in flows if rates[f] < f.cap * (1.0 - SATURATED_REL)]
     if growing:
         for f, extra in fill(growing, res, cap, users, track, rem, rates).items():
