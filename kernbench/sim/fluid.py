@@ -25,9 +25,13 @@ measured differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts; busy time follows from
 bytes. ``max_wait_ns`` of a resource is the largest delay beyond its time alone of a flow that
-this resource held back (froze). With ``sim.trace=full`` each leg leaves one span per edge:
+this resource held back (froze), and of a leg's first edge also the longest a leg queued there
+behind earlier legs of its source. With ``sim.trace=full`` each leg leaves one span per edge:
 from when its first byte would start on the edge alone to when its last byte leaves it, with
-its bytes and mean rate; spans of concurrent flows on one edge overlap.
+its bytes (the trace shows their mean rate over the span); spans of concurrent flows on one
+edge overlap (the trace lays them out in lanes). A span's ``wait_ns`` is the leg's delay
+beyond its time alone where the edge held it back (zero elsewhere) plus, on its first edge,
+its queueing there, by which its ``arrive_ns`` precedes its start.
 """
 
 from collections.abc import Sequence
@@ -61,6 +65,7 @@ class Flow:
         "active_at",
         "limits",
         "cap",
+        "queued",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -77,6 +82,7 @@ class Flow:
         self.active_at = 0.0  # when its bytes started to move
         self.limits: set[int] = set()
         self.cap = float("inf")  # its own limit besides the shared resources, GB/s
+        self.queued = 0.0  # how long it waited behind earlier legs of its source, ns
 
 
 class _Transfer:
@@ -181,13 +187,16 @@ class FluidModel(TransferModel):
         # model queues a message's flits behind the earlier messages' on it).
         e = leg.edges[0]
         free = self.source_free[e]
+        queued = 0.0
         if free > begin:
-            if self.observer.enabled and free - begin > self.stats.max_wait_ns[e]:
-                self.stats.max_wait_ns[e] = free - begin
+            queued = free - begin
+            if self.observer.enabled and queued > self.stats.max_wait_ns[e]:
+                self.stats.max_wait_ns[e] = queued
             begin = free
         self.source_free[e] = begin + leg.edge_bytes[0] * self.ns_per_byte[e]
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
+        flow.queued = queued
         self.sim.call_at(begin + leg.latency_ns, self._activate, flow)
 
     def _memory_base(self, memory: Memory) -> int:
@@ -363,12 +372,17 @@ class FluidModel(TransferModel):
                 memory.account(c, flow.transfer.msg_id, flow.active_at, now, nbytes, bursts)
         if not self.observer.full:
             return
+        # A span's wait, as the flit model's sums its flits' waits for the edge: the leg's delay
+        # beyond its time alone on the edges that held it back, and on its first edge the
+        # time it queued there behind its source's earlier legs (from its arrival).
         tail = now - leg.total_ns  # what the last byte's times alone shift by
         for h, e in enumerate(leg.edges):
             if not self.observer.admit():
                 return
             start = flow.begin + leg.first_start[h]
             nbytes = leg.edge_bytes[h]
+            held = wait if e in flow.limits else 0.0
+            queued = flow.queued if h == 0 else 0.0
             self.spans.append(
                 (
                     e,
@@ -378,7 +392,7 @@ class FluidModel(TransferModel):
                     nbytes,
                     leg.edge_flits[h],
                     nbytes * self.ns_per_byte[e],
-                    wait,
-                    start,
+                    held + queued,
+                    start - queued,
                 )
             )
