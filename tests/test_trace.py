@@ -1,11 +1,13 @@
 """The observer, the statistics table and the Chrome trace, checked against each other and
-against bytes computed independently from routes and message sizes."""
+against bytes computed independently from routes and message sizes, under both transfer
+models."""
 
 import csv
 import dataclasses
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -28,6 +30,7 @@ from kernbench.topology import SystemSpec, TopologySpec
 
 PHASES = {"X", "M", "C", "s", "t", "f", "i"}
 TOL_US = 1e-9  # float rounding of ns -> us timestamps
+LANE = re.compile(r" \[\d+\]$")
 
 
 def spec_2x2(**sim: object) -> SystemSpec:
@@ -79,9 +82,9 @@ def expected_link_bytes(ctx: BenchContext, batches: list[list]) -> dict[str, int
     return out
 
 
-@pytest.fixture(scope="module")
-def full_run():
-    ctx = BenchContext.from_spec(spec_2x2(trace="full"))
+@pytest.fixture(scope="module", params=["flit", "fluid"])
+def full_run(request):
+    ctx = BenchContext.from_spec(spec_2x2(trace="full", model=request.param))
     batches = workload(ctx)
     obs = ctx.observations()
     return ctx, batches, obs, build_trace(obs), link_rows(obs)
@@ -91,9 +94,11 @@ def x_events(trace: dict) -> list[dict]:
     return [ev for ev in trace["traceEvents"] if ev["ph"] == "X"]
 
 
-def track_names(trace: dict) -> dict[tuple[int, int], str]:
+def track_names(trace: dict, lanes: bool = False) -> dict[tuple[int, int], str]:
+    """Thread track names; without ``lanes`` a further lane's name (``<track> [n]``) is its
+    track's."""
     return {
-        (ev["pid"], ev["tid"]): ev["args"]["name"]
+        (ev["pid"], ev["tid"]): ev["args"]["name"] if lanes else LANE.sub("", ev["args"]["name"])
         for ev in trace["traceEvents"]
         if ev["ph"] == "M" and ev["name"] == "thread_name"
     }

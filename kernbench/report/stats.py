@@ -37,8 +37,10 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     ``flits`` counts bursts for an HBM controller and DMAs for a DMA channel. A unit's
     utilization divides its busy time by its capacity (an HBM controller's pseudo-channels).
-    ``peak_queue_bytes`` of a link is the largest backlog a flit found ahead of it:
-    ``max_wait_ns × bw_gbs``.
+    ``peak_queue_bytes`` of a link is ``max_wait_ns × bw_gbs``: under the flit model the
+    largest backlog a flit found ahead of it; under the fluid model, whose ``max_wait_ns`` is
+    the longest delay of a transfer the link held back (LinkStats), what the link could have
+    carried meanwhile. Bytes, flits and busy time are exact and the same under both models.
     """
     if not obs:
         return []

@@ -6,16 +6,21 @@ Opens in ui.perfetto.dev and chrome://tracing. Layout (docs/traces.md):
   track labels each system the bench started; the systems are laid end to end on one timeline
   (system ``k`` starts where system ``k-1`` ended), since each starts its own clock at 0;
 - one thread track per link, HBM pseudo-channel and DMA channel that was used, with a complete
-  event ("X") per span; args carry the message id, bytes, flits, busy and wait times;
+  event ("X") per span; args carry the message id, bytes, flits, busy and wait times, and on a
+  link the mean rate; slices on one thread must not overlap, so where a track's spans do
+  (concurrent transfers of the fluid model) the later ones go to further lanes, tracks named
+  ``<track> [n]`` with the track's sort index (see :func:`_lanes`); the first lane is the track
+  itself, so a model whose spans never overlap (flit) gets one track per link as before;
 - flow events ("s", "t", "f") from the first span of a message on each link to the next, in
   time order, so the UI draws arrows along its route (a read's request, then its data);
-- counter tracks ("C"): utilization and mean queued flits of the busiest links, averaged over
+- counter tracks ("C"): utilization and queue (docs/traces.md) of the busiest links, averaged over
   ``COUNTER_BINS`` bins per system.
 
 Timestamps are microseconds, as the format requires; ns values are kept in the args.
 """
 
 import gzip
+import heapq
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +50,7 @@ class _Ids:
     def __init__(self) -> None:
         self.pids: dict[str, int] = {}
         self.tids: dict[tuple[str, str], tuple[int, int]] = {}
+        self.threads: dict[str, int] = {}  # per group, how many threads it has
         self.meta: list[dict[str, Any]] = []
 
     def pid(self, group: str) -> int:
@@ -59,7 +65,7 @@ class _Ids:
         key = (group, track)
         if key not in self.tids:
             pid = self.pid(group)
-            tid = sum(1 for g, _ in self.tids if g == group) + 1
+            tid = self.threads[group] = self.threads.get(group, 0) + 1
             self.tids[key] = (pid, tid)
             self.meta.append(
                 {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}
@@ -114,13 +120,14 @@ def build_trace(obs: Mapping[str, Any]) -> dict[str, Any]:
                 "args": {"system": k, "duration_ns": duration},
             }
         )
+        # (group, track, sort index, category, msg, start, end, args), in record order
+        slices: list[tuple] = []
         for u in system["units"]:
             if u["kind"] == "hbm":
                 for ch, msg, start, end, nbytes, bursts, busy in u["spans"]:
-                    pid, tid = ids.tid(u["group"], f"{u['name']} ch{ch}", 100 + ch)
-                    events.append(
-                        _slice(
-                            "hbm", msg, pid, tid, offset, start, end,
+                    slices.append(
+                        (
+                            u["group"], f"{u['name']} ch{ch}", 100 + ch, "hbm", msg, start, end,
                             {
                                 "system": k, "msg": msg, "bytes": nbytes, "bursts": bursts,
                                 "busy_ns": busy,
@@ -129,41 +136,46 @@ def build_trace(obs: Mapping[str, Any]) -> dict[str, Any]:
                     )  # fmt: skip
             else:
                 for msg, start, end, nbytes, queued in u["spans"]:
-                    pid, tid = ids.tid(u["group"], u["name"], 10)
-                    events.append(
-                        _slice(
-                            "dma", msg, pid, tid, offset, start, end,
+                    slices.append(
+                        (
+                            u["group"], u["name"], 10, "dma", msg, start, end,
                             {
                                 "system": k, "msg": msg, "bytes": nbytes, "queued_ns": queued,
                                 "busy_ns": end - start,
                             },
                         )
                     )  # fmt: skip
-        first_hops: dict[int, dict[int, list]] = {}
+        first_hops: dict[int, dict[int, tuple[list, int]]] = {}
         for span in system["link_spans"]:
             e, msg, start, end, nbytes, flits, busy, wait, arrive = span
             edge = edges[e]
-            pid, tid = ids.tid(edge["group"], edge["name"], 1000 + e)
-            events.append(
-                _slice(
-                    "link", msg, pid, tid, offset, start, end,
+            hops = first_hops.setdefault(msg, {})
+            if e not in hops or start < hops[e][0][2]:
+                hops[e] = (span, len(slices))
+            slices.append(
+                (
+                    edge["group"], edge["name"], 1000 + e, "link", msg, start, end,
                     {
-                        "system": k, "msg": msg, "bytes": nbytes, "flits": flits,
-                        "busy_ns": busy, "wait_ns": wait, "arrive_ns": arrive,
+                        "system": k, "msg": msg, "bytes": nbytes,
+                        "rate_gbs": nbytes / (end - start) if end > start else 0.0,
+                        "flits": flits, "busy_ns": busy, "wait_ns": wait, "arrive_ns": arrive,
                     },
                 )
             )  # fmt: skip
-            hops = first_hops.setdefault(msg, {})
-            if e not in hops or start < hops[e][2]:
-                hops[e] = span
+        tids = []
+        for (group, track, sort, cat, msg, start, end, args), lane in zip(
+            slices, _lanes(slices), strict=True
+        ):
+            pid, tid = ids.tid(group, track if lane == 0 else f"{track} [{lane + 1}]", sort)
+            tids.append((pid, tid))
+            events.append(_slice(cat, msg, pid, tid, offset, start, end, args))
         for msg, hops in first_hops.items():
-            chain = sorted(hops.values(), key=lambda s: (s[2], s[3]))
+            chain = sorted(hops.values(), key=lambda h: (h[0][2], h[0][3]))
             if len(chain) < 2:
                 continue
             flow_id += 1
-            for i, span in enumerate(chain):
-                edge = edges[span[0]]
-                pid, tid = ids.tid(edge["group"], edge["name"], 1000 + span[0])
+            for i, (span, index) in enumerate(chain):
+                pid, tid = tids[index]
                 ph = "s" if i == 0 else ("f" if i == len(chain) - 1 else "t")
                 ev = {
                     "ph": ph,
@@ -209,6 +221,35 @@ def cap_note(obs: Mapping[str, Any]) -> str:
     )
 
 
+def _lanes(slices: list[tuple]) -> list[int]:
+    """The lane of each slice on its track (``slices[i][:2]``, from ``start`` at ``[5]`` to
+    ``end`` at ``[6]``): by start time (then end, then record order), each slice takes the
+    lowest lane that is free by its start, so the slices of one lane never overlap and a
+    track whose slices never overlap keeps them all in lane 0. Deterministic."""
+    by_track: dict[tuple, list[int]] = {}
+    for i, s in enumerate(slices):
+        by_track.setdefault(s[:2], []).append(i)
+    lanes = [0] * len(slices)
+    for members in by_track.values():
+        if all(slices[a][6] <= slices[b][5] for a, b in zip(members, members[1:], strict=False)):
+            continue  # one after the other, as recorded: all in lane 0
+        members.sort(key=lambda i: (slices[i][5], slices[i][6]))
+        busy: list[tuple[float, int]] = []  # (end, lane) of the slices still in progress
+        free: list[int] = []
+        count = 0
+        for i in members:
+            start, end = slices[i][5], slices[i][6]
+            while busy and busy[0][0] <= start:
+                heapq.heappush(free, heapq.heappop(busy)[1])
+            if free:
+                lane = heapq.heappop(free)
+            else:
+                lane, count = count, count + 1
+            lanes[i] = lane
+            heapq.heappush(busy, (end, lane))
+    return lanes
+
+
 def _slice(
     cat: str, msg: int, pid: int, tid: int, offset: float, start: float, end: float, args: dict
 ) -> dict[str, Any]:
@@ -239,7 +280,10 @@ def _counters(
     """Per-bin utilization and mean queued flits of the busiest links within one system.
 
     A span's busy time, and its flits' summed wait, are spread evenly over the span (the wait
-    over the span from its first flit's arrival), which is exact for back-to-back flits.
+    over the span from its first flit's arrival), which is exact for back-to-back flits. A
+    fluid span moves its bytes at a varying rate, so spreading it evenly can put more busy
+    time in a bin than the bin lasts where spans overlap; the excess moves on to the next bins
+    (the link carried it, just not then), which keeps the series' integral, the busy time.
     """
     duration = system["duration_ns"]
     if duration <= 0 or not busiest:
@@ -257,6 +301,8 @@ def _counters(
         busy[row] += span_busy * _overlap(lo, hi, start, end)
         if wait > 0:
             queued[row] += wait * _overlap(lo, hi, arrive, end)
+    for row in busy:
+        _spill(row, width)
     out = []
     for e, row in edges_of.items():
         edge = edges[e]
@@ -273,6 +319,17 @@ def _counters(
                 out.append(_counter(f"queue {edge['name']}", pid, ts, round(q, 6)))
                 last_q = q
     return out
+
+
+def _spill(row: np.ndarray, width: float) -> None:
+    """Move what exceeds ``width`` in a bin to the following bins (then, if the end is full,
+    to the preceding ones), in place."""
+    carry = 0.0
+    for order in (range(row.size), range(row.size - 1, -1, -1)):
+        for b in order:
+            row[b] += carry
+            carry = max(row[b] - width, 0.0)
+            row[b] -= carry
 
 
 def _overlap(lo: np.ndarray, hi: np.ndarray, start: float, end: float) -> np.ndarray:

@@ -37,12 +37,16 @@ the rate is shared). docs/fluid-model.md publishes the measured differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts; busy time follows from
 bytes. ``max_wait_ns`` of an edge is the largest delay beyond its time alone of a flow this
-edge held back (froze), or of a leg that waited for its source's earlier legs on its first
-edge; a controller's is the longest a transfer's bursts waited for a channel. With
-``sim.trace=full`` each leg leaves one span per edge: from when its first byte would start on
-the edge alone to when its last byte leaves it, with its bytes; spans of concurrent flows on
-one edge overlap. A controller records one span per transfer and channel: the time the
-channel serves that transfer's bursts.
+edge held back, and of a leg's first edge also the longest a leg queued there behind earlier
+legs of its source; a controller's is the longest a transfer's bursts waited for a channel.
+With ``sim.trace=full`` each leg leaves one span per edge: from when its first byte would
+start on the edge alone to when its last byte leaves it, with its bytes (the trace shows
+their mean rate over the span); spans of concurrent flows on one edge overlap (the trace lays
+them out in lanes). A span's ``wait_ns`` is the leg's delay beyond its time alone where the
+edge held it back (zero elsewhere) plus, on its first edge, its queueing there, by which its
+``arrive_ns`` precedes its start. A controller records one span per transfer and channel:
+when the channel serves that transfer's bursts (a read's are queued, so they never overlap
+another's; writes share the channels).
 """
 
 from collections import defaultdict
@@ -77,6 +81,7 @@ class Flow:
         "limits",
         "cap",
         "windows",
+        "queued",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -94,6 +99,7 @@ class Flow:
         self.limits: set[int] = set()
         self.cap = float("inf")  # its own limit besides the shared resources, GB/s
         self.windows: list[tuple[float, float]] = []  # per memory share: its channel's service
+        self.queued = 0.0  # how long it waited behind earlier legs of its source, ns
 
 
 class _Transfer:
@@ -203,13 +209,16 @@ class FluidModel(TransferModel):
         # model queues a message's flits behind the earlier messages' on it).
         e = leg.edges[0]
         free = self.source_free[e]
+        queued = 0.0
         if free > begin:
-            if self.observer.enabled and free - begin > self.stats.max_wait_ns[e]:
-                self.stats.max_wait_ns[e] = free - begin
+            queued = free - begin
+            if self.observer.enabled and queued > self.stats.max_wait_ns[e]:
+                self.stats.max_wait_ns[e] = queued
             begin = free
         self.source_free[e] = begin + leg.edge_bytes[0] * self.ns_per_byte[e]
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
+        flow.queued = queued
         self.sim.call_at(begin + leg.latency_ns, self._activate, flow)
 
     def _memory_base(self, memory: Memory) -> int:
@@ -343,13 +352,16 @@ class FluidModel(TransferModel):
     def _observe(self, flow: Flow, now: float) -> None:
         leg = flow.leg
         wait = (now - flow.begin) - leg.total_ns
+        memory = flow.transfer.memory
         if wait > WAIT_REL * leg.total_ns:
+            edges = len(self.stats.max_wait_ns)
             for r in flow.limits:
-                if r < len(self.stats.max_wait_ns) and wait > self.stats.max_wait_ns[r]:
+                if r >= edges:  # one of its controller's channels (a write's)
+                    memory.waited(wait)  # type: ignore[union-attr]
+                elif wait > self.stats.max_wait_ns[r]:
                     self.stats.max_wait_ns[r] = wait
         else:
             wait = 0.0
-        memory = flow.transfer.memory
         if leg.shares and memory is not None:
             windows = flow.windows or [(flow.active_at, now)] * len(leg.shares)
             for (c, nbytes, bursts), (start, end) in zip(leg.shares, windows, strict=True):
@@ -357,12 +369,17 @@ class FluidModel(TransferModel):
                 memory.waited(start - flow.active_at)
         if not self.observer.full:
             return
+        # A span's wait, as the flit model's sums its flits' waits for the edge: the leg's delay
+        # beyond its time alone on the edges that held it back, and on its first edge the
+        # time it queued there behind its source's earlier legs (from its arrival).
         tail = now - leg.total_ns  # what the last byte's times alone shift by
         for h, e in enumerate(leg.edges):
             if not self.observer.admit():
                 return
             start = flow.begin + leg.first_start[h]
             nbytes = leg.edge_bytes[h]
+            held = wait if e in flow.limits else 0.0
+            queued = flow.queued if h == 0 else 0.0
             self.spans.append(
                 (
                     e,
@@ -372,7 +389,7 @@ class FluidModel(TransferModel):
                     nbytes,
                     leg.edge_flits[h],
                     nbytes * self.ns_per_byte[e],
-                    wait,
-                    start,
+                    held + queued,
+                    start - queued,
                 )
             )

@@ -124,12 +124,13 @@ def fill(
         while c < len(room) and room[c][0] <= level * (1.0 + SATURATED_REL):
             stopped.append(room[c][2])
             c += 1
+        sat = set(saturated) if track else ()
         for f in stopped:
             if f in rates:
                 continue
             rates[f] = level
             if track:
-                f.limits.update(r for r in saturated if r in f.res)
+                f.limits.update(x for x in f.res if x in sat)
             for r2, x in zip(f.res, f.w, strict=True):
                 wsum[r2] -= x
                 live[r2] -= 1

@@ -6,10 +6,12 @@ Its level decides what components record:
 - ``off``: nothing; the flit engine runs a stage without statistics.
 - ``summary``: per-edge and per-unit counters (bytes, busy time, flits, longest wait), a few
   integer and float updates per flit per hop.
-- ``full``: also spans. A span is a maximal run of consecutive flits of one message on one track
-  (edge, HBM pseudo-channel) with no other message's flit between them, so spans on one track
-  never overlap; DMA channels record one span per DMA. Recorded spans count against
-  ``max_events``; past it, spans are counted in ``dropped`` and not kept.
+- ``full``: also spans. Under the flit model a span is a maximal run of consecutive flits of one
+  message on one track (edge, HBM pseudo-channel) with no other message's flit between them,
+  so spans on one track never overlap; under the fluid model a span is one transfer's leg on
+  one edge (or its share of one pseudo-channel), and spans of concurrent transfers overlap
+  (the trace lays them out in lanes). DMA channels record one span per DMA. Recorded spans
+  count against ``max_events``; past it, spans are counted in ``dropped`` and not kept.
 
 Components test ``observer.full`` (or ``enabled``) before building any record, so an observer
 that is off costs one attribute read where it is consulted at all.

@@ -92,7 +92,8 @@ class LinkStats:
     Bytes and flits are added per transfer when it starts (every transfer crosses every edge of
     its route), so they are exact once the run is over; busy time follows from bytes and
     bandwidth. ``max_wait_ns`` is the longest wait the model saw on the edge: of a flit for the
-    edge (flit), or of a transfer this edge slowed down beyond its time alone (fluid).
+    edge (flit), or of a transfer this edge slowed down beyond its time alone or, on its first
+    edge, kept waiting behind its source's earlier transfers (fluid).
     """
 
     __slots__ = ("bytes", "flits", "max_wait_ns", "_ns_per_byte")
