@@ -3,20 +3,31 @@ module is shared by every System built on it; each test builds its own System (i
 
 import pytest
 
+from kernbench.sim.spec import MODELS, SimSpec
 from kernbench.topology import SystemSpec, Topology, TopologySpec
 
 
-def build_topology(mesh_w: int, mesh_h: int, sips: int = 1) -> Topology:
+def build_topology(mesh_w: int, mesh_h: int, sips: int = 1, model: str = "flit") -> Topology:
     name = f"{mesh_w}x{mesh_h}" if sips == 1 else f"{sips}s{mesh_w}x{mesh_h}"
     return Topology(
-        SystemSpec(topology=TopologySpec(name=name, sips=sips, mesh_w=mesh_w, mesh_h=mesh_h))
+        SystemSpec(
+            topology=TopologySpec(name=name, sips=sips, mesh_w=mesh_w, mesh_h=mesh_h),
+            sim=SimSpec(model=model),
+        )
     )
 
 
 @pytest.fixture(scope="session")
 def make_topology():
-    """Build a fresh topology of any shape: ``make_topology(mesh_w, mesh_h, sips=1)``."""
+    """Build a fresh topology of any shape and transfer model:
+    ``make_topology(mesh_w, mesh_h, sips=1, model="flit")``."""
     return build_topology
+
+
+@pytest.fixture(scope="session", params=MODELS)
+def model(request) -> str:
+    """Each transfer model in turn (``sim.model``), for tests that must hold under both."""
+    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -1,52 +1,79 @@
-"""The probe bench: cases, analytic agreement, sweep trends, congestion bounds, errors."""
+"""The probe bench: cases, analytic agreement, sweep trends, congestion bounds, errors.
+
+The analytic agreement and the probe's own invariant checks hold under both transfer models
+(``sim.model``); the other figures are the flit model's."""
 
 import pytest
 
 from kernbench.bench import BenchContext, get_bench
 from kernbench.core import KIB, BenchError
 from kernbench.hw import HbmSpec
+from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, TopologySpec
 
 PROBE = get_bench("probe")
+TOPO_2SIP = TopologySpec(name="2x2_2sip", sips=2, mesh_w=2, mesh_h=2)
 
 
-def run_probe(topology: TopologySpec, **params):
-    ctx = BenchContext.from_spec(SystemSpec(topology=topology))
+def run_probe(topology: TopologySpec, model: str = "flit", **params):
+    ctx = BenchContext.from_spec(SystemSpec(topology=topology, sim=SimSpec(model=model)))
     return PROBE.fn(ctx, PROBE.params(**params))
 
 
 @pytest.fixture(scope="module")
-def probe_2sip():
-    return run_probe(TopologySpec(name="2x2_2sip", sips=2, mesh_w=2, mesh_h=2))
+def probes():
+    """``probes(topology, model)``: the full probe's result, run once per module."""
+    done = {}
+
+    def get(topology: TopologySpec, model: str):
+        key = (topology, model)
+        if key not in done:
+            done[key] = run_probe(topology, model)
+        return done[key]
+
+    return get
 
 
 @pytest.fixture(scope="module")
-def probe_4x4():
-    return run_probe(TopologySpec())
+def probe_2sip(probes):
+    return probes(TOPO_2SIP, "flit")
 
 
-def test_every_case_and_size_matches_the_analytic_value(probe_2sip):
-    agree = {k: v for k, v in probe_2sip.checks.items() if k.endswith("formula_agrees")}
+@pytest.fixture(scope="module")
+def probe_4x4(probes):
+    return probes(TopologySpec(), "flit")
+
+
+def test_every_case_and_size_matches_the_analytic_value(probes, model):
+    result = probes(TOPO_2SIP, model)
+    agree = {k: v for k, v in result.checks.items() if k.endswith("formula_agrees")}
     # 10 cases, each at the main size and five sweep sizes
     assert len(agree) == 10 * 6
     assert all(agree.values())
+    # The reported figures themselves, not only the probe's check of them, agree to 1e-6.
+    m = result.metrics
+    for case in {k.split("/")[0] for k in agree}:
+        assert m[f"{case}/latency_ns"] == pytest.approx(m[f"{case}/formula_ns"], rel=1e-6, abs=0)
 
 
-def test_all_invariant_checks_pass_on_the_default_topology(probe_4x4):
-    assert probe_4x4.checks, "the probe reported no checks"
-    assert [k for k, ok in probe_4x4.checks.items() if not ok] == []
-    assert "pe-cross-sip/latency_ns" not in probe_4x4.metrics
-    assert any("pe-cross-sip" in n for n in probe_4x4.notes)
+def test_all_invariant_checks_pass_on_the_default_topology(probes, model):
+    result = probes(TopologySpec(), model)
+    assert result.checks, "the probe reported no checks"
+    assert [k for k, ok in result.checks.items() if not ok] == []
+    assert "pe-cross-sip/latency_ns" not in result.metrics
+    assert any("pe-cross-sip" in n for n in result.notes)
 
 
-def test_breakdown_parts_sum_to_the_formula(probe_2sip):
-    m = probe_2sip.metrics
-    for case in ("h2d-far-cube", "d2h-local-cube", "pe-cross-sip", "pe-same-cube-far"):
-        parts = sum(
-            m[f"{case}/{p}"] for p in ("overhead_ns", "wire_ns", "serialization_ns", "drain_ns")
-        )
-        assert parts == pytest.approx(m[f"{case}/formula_ns"], rel=1e-12)
-        assert m[f"{case}/queueing_ns"] == pytest.approx(0.0, abs=1e-6)
+@pytest.mark.parametrize(
+    "case", ["h2d-far-cube", "d2h-local-cube", "pe-cross-sip", "pe-same-cube-far"]
+)
+def test_breakdown_parts_sum_to_the_formula(probes, model, case):
+    m = probes(TOPO_2SIP, model).metrics
+    parts = sum(
+        m[f"{case}/{p}"] for p in ("overhead_ns", "wire_ns", "serialization_ns", "drain_ns")
+    )
+    assert parts == pytest.approx(m[f"{case}/formula_ns"], rel=1e-12)
+    assert m[f"{case}/queueing_ns"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_cross_sip_is_the_slowest_pe_path(probe_2sip):
