@@ -50,12 +50,12 @@ another's; writes share the channels).
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kernbench.sim.context import Sim
 from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
 from kernbench.sim.fluid_share import fifo_shares
-from kernbench.sim.transfer import Done, Fabric, Memory, Path, Runs, TransferModel
+from kernbench.sim.transfer import Done, Fabric, Heads, Memory, Path, Runs, TransferModel
 
 # A rate is "unchanged" (no reschedule) within this relative tolerance.
 RATE_REL = 1e-12
@@ -82,6 +82,7 @@ class Flow:
         "cap",
         "windows",
         "queued",
+        "ready_at",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -100,6 +101,7 @@ class Flow:
         self.cap = float("inf")  # its own limit besides the shared resources, GB/s
         self.windows: list[tuple[float, float]] = []  # per memory share: its channel's service
         self.queued = 0.0  # how long it waited behind earlier legs of its source, ns
+        self.ready_at = 0.0  # when a read's bursts were queued on its channels
 
 
 class _Transfer:
@@ -161,6 +163,9 @@ class FluidModel(TransferModel):
         self._start(_Transfer(msg_id, legs, None, done), at_ns)
 
     def _write(self, msg_id: int, route: Path, runs: Runs, memory: Memory, done: Done) -> None:
+        if len(runs) > 1 and self.planner.stores(route):
+            self._each(runs, done, lambda run, d: self._write(msg_id, route, run, memory, d))
+            return
         shape, key = self._shape(memory, runs)
         key = ("write", route, shape, key)
         legs = self.plans.get(key)
@@ -177,12 +182,34 @@ class FluidModel(TransferModel):
         memory: Memory,
         done: Done,
     ) -> None:
+        if len(runs) > 1 and (self.planner.stores(request) or self.planner.stores(response)):
+            self._each(
+                runs, done, lambda run, d: self._read(msg_id, request, response, run, memory, d)
+            )
+            return
         shape, key = self._shape(memory, runs)
         key = ("read", request, response, shape, key)
         legs = self.plans.get(key)
         if legs is None:
             legs = self.plans[key] = self.planner.read(request, response, runs, shape)
         self._start(_Transfer(msg_id, legs, memory, done), self.sim.now)
+
+    @staticmethod
+    def _each(runs: Runs, done: Done, start: Callable[[Runs, Done], None]) -> None:
+        """Each run a transfer of its own (as the flit model sends them): a store-and-forward
+        node passes each run on once that run is in, not once all are."""
+        left = [len(runs)]
+        first: list[Heads] = []
+
+        def one(heads: Heads) -> None:
+            if not first:
+                first.append(heads)
+            left[0] -= 1
+            if left[0] == 0:
+                done(first[0])
+
+        for run in runs:
+            start((run,), one)
 
     @staticmethod
     def _shape(memory: Memory, runs: Runs) -> tuple[MemoryShape, tuple]:
@@ -230,36 +257,41 @@ class FluidModel(TransferModel):
                 self.cap.append(cap)
         return base
 
-    def _queue(self, flow: Flow) -> float:
-        """Queue the leg's bursts on its memory's channels now; the rate at which the last of
-        them is through."""
+    def _queue(self, flow: Flow) -> None:
+        """Queue a read's bursts on its memory's channels now, behind what is queued there."""
         memory = flow.transfer.memory
         assert memory is not None
         free = self._channels.get(id(memory))
         if free is None:
             free = self._channels[id(memory)] = [0.0] * memory.channels
         now, per_byte = self.sim.now, memory.ns_per_byte
-        end = now
         windows = []
         for c, nbytes, _bursts in flow.leg.shares:
             start = free[c] if free[c] > now else now
             free[c] = start + nbytes * per_byte
             windows.append((start, free[c]))
-            if free[c] > end:
-                end = free[c]
         flow.windows = windows
-        return flow.leg.size / (end - now)
+        flow.ready_at = now
 
     def _activate(self, flow: Flow) -> None:
-        """The flow's latency is over: its bytes start to share the resources it crosses."""
-        self.n["flows"] += 1
+        """The flow's latency is over: its bytes start to share the resources it crosses (a
+        read's once its channels start on its bursts, at the rate they finish them)."""
         leg = flow.leg
-        flow.active_at = flow.t = self.sim.now
-        res, w = list(leg.edges[1:]), list(leg.weights[1:])
+        now = self.sim.now
         flow.cap = self.cap[leg.edges[0]] / leg.weights[0]
         if leg.shares and leg.reads:
-            flow.cap = min(flow.cap, self._queue(flow))
-        elif leg.shares:
+            if not flow.windows:
+                self._queue(flow)
+                first = min(start for start, _end in flow.windows)
+                if first > now:
+                    self.sim.call_at(first, self._activate, flow)
+                    return
+            last = max(end for _start, end in flow.windows)
+            flow.cap = min(flow.cap, leg.size / (last - now))
+        self.n["flows"] += 1
+        flow.active_at = flow.t = now
+        res, w = list(leg.edges[1:]), list(leg.weights[1:])
+        if leg.shares and not leg.reads:
             base = self._memory_base(flow.transfer.memory)  # type: ignore[arg-type]
             for c, nbytes, _bursts in leg.shares:
                 res.append(base + c)
@@ -366,7 +398,7 @@ class FluidModel(TransferModel):
             windows = flow.windows or [(flow.active_at, now)] * len(leg.shares)
             for (c, nbytes, bursts), (start, end) in zip(leg.shares, windows, strict=True):
                 memory.account(c, flow.transfer.msg_id, start, end, nbytes, bursts)
-                memory.waited(start - flow.active_at)
+                memory.waited(start - (flow.ready_at if flow.windows else flow.active_at))
         if not self.observer.full:
             return
         # A span's wait, as the flit model's sums its flits' waits for the edge: the leg's delay

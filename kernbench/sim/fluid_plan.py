@@ -105,6 +105,11 @@ class Planner:
         self.per_byte = [1.0 / bw for bw in fabric.edge_bw_gbs]
         self.wire = [length * ns_per_mm for length in fabric.edge_length_mm]
 
+    def stores(self, route: Path) -> bool:
+        """Whether ``route`` passes a store-and-forward node."""
+        sf = self.f.node_store_forward
+        return any(sf[n] for n in route.nodes[1:-1])
+
     # -- pieces ----------------------------------------------------------------------------
     def _segments(self, route: Path) -> list[tuple[int, int]]:
         """Node index ranges between store-and-forward nodes."""
