@@ -300,7 +300,9 @@ def test_trace_level_does_not_change_timing():
     )
 )  # fmt: skip
 def test_spans_never_overlap_and_sum_to_the_statistics(flows):
-    ctx = BenchContext.from_spec(spec_2x2(trace="full"))
+    """The flit model's spans of one link never overlap (a fluid transfer's may: the trace
+    lays those out in lanes, tested in test_observe_models.py)."""
+    ctx = BenchContext.from_spec(spec_2x2(trace="full", model="flit"))
     a = ctx.topology.address
     msgs = [
         PeDmaMsg(0, c, p, a.hbm(0, dc, dp, 4096 * i), n, op="read" if rd else "write")

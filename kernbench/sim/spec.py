@@ -15,9 +15,10 @@ class SimSpec:
     KEY: ClassVar[str] = "sim"
 
     model: str = param(
-        "flit",
-        "transfer model: flit (one event per flit per hop, the reference) | fluid (flows at "
-        "max-min fair rates, a few events per transfer whatever its size); MODEL.md §3a",
+        "fluid",
+        "transfer model: fluid (flows sharing the links as FIFOs do, a few events per transfer "
+        "whatever its size) | flit (one event per flit per hop, the reference); "
+        "docs/fluid-model.md",
     )
     flit_bytes: int = param(256, "flit size; equal to the HBM burst by default, bytes")
     ns_per_mm: float = param(0.01, "wire propagation delay, ns per mm")

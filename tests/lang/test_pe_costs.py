@@ -168,10 +168,11 @@ def store_all(x_ptr, N: tl.constexpr):
 
 @pytest.mark.parametrize("n", [64, 1000, 16384])
 @pytest.mark.parametrize("pe", [(0, 0), (0, 3), (3, 7)], ids=["own-slice", "same-cube", "far-cube"])
-def test_contiguous_load_and_store_match_the_analytic_dma(topo2x2, new_device, n, pe):
+def test_contiguous_load_and_store_match_the_analytic_dma(make_topology, model, new_device, n, pe):
     """One contiguous run: a load is one DMA read (the analytic latency of a PeDmaMsg, which
     includes the dispatch) or the TCM write, whichever ends later; a store reads TCM, then its
-    posted write DMA commits before the PE reports done."""
+    posted write DMA commits before the PE reports done. Under both transfer models."""
+    topo2x2 = make_topology(2, 2, model=model)
     spec = topo2x2.spec.hw.pe
     dispatch = spec.cpu_overhead_ns + spec.scheduler_overhead_ns
     index_ns = 2 * dispatch  # arange, pointer + offsets: address generation, dispatch only
