@@ -105,8 +105,8 @@ def test_utilization_passes_90_percent_by_64_kib_on_pe_paths(probe_4x4):
         assert m[f"{case}/sweep/64KiB/utilization"] > 0.9, case
 
 
-def test_congestion_respects_lower_bounds_and_fair_share(probe_4x4):
-    m = probe_4x4.metrics
+def test_congestion_respects_lower_bounds_and_fair_share(probes, model):
+    m = probes(TopologySpec(), model).metrics
     size = 32 * KIB
     effective = HbmSpec().effective_bw_gbs
     for n in (1, 2, 3, 8):
@@ -122,6 +122,16 @@ def test_congestion_respects_lower_bounds_and_fair_share(probe_4x4):
     # eight PEs through one UCIe port cannot beat its four 128 GB/s connections
     assert m["congestion/ucie-port/aggregate_bw_gbs"] <= 4 * 128
     assert m["congestion/ucie-port/aggregate_bw_gbs"] <= m["congestion/ucie-port/fair_share_gbs"]
+
+
+def test_congestion_makespans_agree_between_the_models_within_5_percent(probes):
+    """The probe's congestion scenarios (issue 14): the fluid model's makespan within 5 % of
+    the flit model's (docs/fluid-model.md publishes the figures)."""
+    flit, fluid = (probes(TopologySpec(), m).metrics for m in ("flit", "fluid"))
+    spans = [k for k in flit if k.startswith("congestion/") and k.endswith("/makespan_ns")]
+    assert len(spans) == 6  # incast 1, 2, 3, 8; ucie-port; sip-all-local
+    for key in spans:
+        assert fluid[key] == pytest.approx(flit[key], rel=0.05), key
 
 
 def test_single_case_runs_only_that_case_with_its_route():

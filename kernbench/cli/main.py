@@ -379,7 +379,9 @@ def _print_result(console: Console, summary: dict[str, Any]) -> None:
     console.print(
         f"[bold green]ok[/bold green] {escape(str(summary.get('bench')))}: "
         f"simulated {summary.get('sim_time_ns', 0.0):,.1f} ns in "
-        f"{summary.get('sim_events', 0):,} events, wall {summary['wall_s']:.2f} s",
+        f"{summary.get('sim_events', 0):,} events "
+        f"(sim.model={summary.get('params', {}).get('sim.model', '?')}), "
+        f"wall {summary['wall_s']:.2f} s",
         highlight=False,
     )
 
