@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kernbench.bench import BenchContext, BenchResult, get_bench
 from kernbench.cli import interrupt
 from kernbench.cli.heap import frozen_heap, skip_exit_gc
-from kernbench.cli.overrides import unknown_bench_keys, unknown_presets
+from kernbench.cli.overrides import unknown_bench_keys, unknown_presets, unknown_spec_keys
 from kernbench.cli.sweep import await_parent, current_sweep
 from kernbench.cli.tracking import TAG_PREFIX, TrackedRun, TrackingSpec, run_tags, ui_command
 from kernbench.config import (
@@ -430,7 +430,8 @@ def main() -> None:
         from kernbench.cli.compare import main as compare_main
 
         sys.exit(compare_main(sys.argv[2:], prog="kernbench compare"))
-    problem = unknown_presets(sys.argv[1:]) or unknown_bench_keys(sys.argv[1:])
+    args = sys.argv[1:]
+    problem = unknown_presets(args) or unknown_bench_keys(args) or unknown_spec_keys(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

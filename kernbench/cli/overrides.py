@@ -11,6 +11,11 @@ the wrong way: the bench would then reject the added key. :func:`unknown_bench_k
 those overrides first, for the benches shipped in ``conf/bench``, so the command can name the
 bench's valid parameters instead.
 
+The same "Could not override" answers a misspelt key of a spec group (``hw.pe.nosuch=1``) or
+a key the config does not have at all (``nosuchkey=1``), in a dozen lines and exit 1;
+:func:`unknown_spec_keys` names the key and the valid ones instead, from the spec dataclasses
+that are the config's schema (ADR 0006).
+
 Anything these cannot decide (a bench from another config directory, a syntax error, another
 config directory given with ``--config-dir``) is left to Hydra.
 """
@@ -28,7 +33,20 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
+from kernbench.cli.tracking import TrackingSpec
 from kernbench.config.system import conf_dir
+from kernbench.config.validate import check_key
+from kernbench.core.errors import ConfigError
+from kernbench.hw import HwSpec
+from kernbench.hw.ipcq import CclSpec
+from kernbench.sim.spec import SimSpec
+from kernbench.topology import TopologySpec
+
+SPEC_GROUPS: dict[str, type] = {
+    cls.KEY: cls for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, TrackingSpec)
+}
+# Keys of conf/config.yaml itself besides the groups (and Hydra's own).
+TOP_KEYS = ("device",)
 
 # Flags that change where configs come from: with them Hydra decides alone.
 CONFIG_SOURCE_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
@@ -131,3 +149,37 @@ def _default_bench(conf: Path) -> str:
         if isinstance(item, dict) and "bench" in item:
             return str(item["bench"])
     return ""
+
+
+def unknown_spec_keys(args: Sequence[str], conf: Path | None = None) -> str | None:
+    """An error message for the first override (without ``+``/``~``) of a key no spec group
+    has (``hw.pe.nosuch=1``) or that the config does not have at all (``nosuchkey=1``)."""
+    if any(a.split("=", 1)[0] in CONFIG_SOURCE_FLAGS for a in args):
+        return None
+    # Another config directory may bring groups of its own: then only the spec groups.
+    searched = any(a.startswith("hydra.searchpath") for a in args)
+    top = None
+    for o in _parse(args):
+        if o.package is not None or o.is_add() or o.is_delete() or o.is_force_add():
+            continue
+        key = o.key_or_group
+        group, _, path = key.partition(".")
+        if group == "hydra" or group.startswith("hydra/"):
+            continue
+        if path and group in SPEC_GROUPS:
+            try:
+                check_key(SPEC_GROUPS[group], group, path)
+            except ConfigError as exc:
+                return str(exc)
+        elif not path and group not in TOP_KEYS and not searched:
+            if top is None:
+                top = _groups(conf or conf_dir())
+            if group not in top:
+                valid = ", ".join([*top, *TOP_KEYS])
+                return f"{group}: unknown key; valid: {valid} (add a new one with +{key}=...)"
+    return None
+
+
+def _groups(conf: Path) -> list[str]:
+    """The config groups of ``conf`` (its sub-directories with YAML files)."""
+    return sorted(d.name for d in conf.iterdir() if d.is_dir() and any(d.glob("*.yaml")))

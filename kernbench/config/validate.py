@@ -118,6 +118,15 @@ def _construct(spec_cls: type, values: dict[str, Any], key: str) -> Any:
         raise ConfigError(key, str(exc)) from None
 
 
+def check_key(spec_cls: type, key: str, path: str) -> None:
+    """Raise the ConfigError :func:`build_spec` would for ``<key>.<path>``, if ``spec_cls``
+    has no such (nested) key."""
+    nested: Any = None
+    for part in reversed(path.split(".")):
+        nested = {part: nested}
+    _check_shape(spec_cls, nested, key, "key")
+
+
 def _check_shape(spec_cls: type, values: Any, key: str, noun: str) -> None:
     fields = _fields(spec_cls)
     if not isinstance(values, Mapping):

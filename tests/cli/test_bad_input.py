@@ -65,6 +65,9 @@ BAD_INPUT = [
     (("bench=nosuch",), "bench", (f"no preset 'nosuch'; valid: {presets('bench')}",)),
     (("hw=fastHBM",), "hw", (f"no preset 'fastHBM'; valid: {presets('hw')}", "fast_hbm?")),
     (("-m", "topology=2x2,5x5"), "topology", ("no preset '5x5'",)),
+    (("hw.hbm.pc_bw=48",), "hw.hbm.pc_bw", ("unknown key", "pc_bw_gbs")),
+    (("sim.modle=flit",), "sim.modle", ("unknown key; valid: model,",)),
+    (("nosuchkey=1",), "nosuchkey", ("unknown key", "topology", "device", "+nosuchkey=")),
 ]
 
 
