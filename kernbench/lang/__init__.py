@@ -46,7 +46,21 @@ from kernbench.lang.dtypes import (
     uint32,
     uint64,
 )
-from kernbench.lang.memory import BlockPointer, advance, atomic, load, make_block_ptr, store
+from kernbench.lang.memory import (
+    BlockPointer,
+    advance,
+    atomic_add,
+    atomic_and,
+    atomic_cas,
+    atomic_max,
+    atomic_min,
+    atomic_or,
+    atomic_xchg,
+    atomic_xor,
+    load,
+    make_block_ptr,
+    store,
+)
 from kernbench.lang.ops import (
     PropagateNan,
     abs,
@@ -343,62 +357,6 @@ def dot(a: Block, b: Block, acc: Block | None = None, **_options: Any) -> Block:
     prog = _program()
     prog.gemm(m, n, k, a.value.nbytes + b.value.nbytes, a.dtype == np.float32)
     return Block(out, tcm=True, what="tl.dot")
-
-
-# -- atomics (kernbench.lang.memory; cost in kernbench.runtime.kernel.PeWorker.atomic) -------
-def atomic_add(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer += val`` at the memory, lane by lane; returns the old values."""
-    return atomic("add", pointer, val, mask, sem, scope)
-
-
-def atomic_max(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer = max(*pointer, val)``; returns the old values."""
-    return atomic("max", pointer, val, mask, sem, scope)
-
-
-def atomic_min(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer = min(*pointer, val)``; returns the old values."""
-    return atomic("min", pointer, val, mask, sem, scope)
-
-
-def atomic_and(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer &= val`` (integers); returns the old values."""
-    return atomic("and", pointer, val, mask, sem, scope)
-
-
-def atomic_or(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer |= val`` (integers); returns the old values."""
-    return atomic("or", pointer, val, mask, sem, scope)
-
-
-def atomic_xor(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer ^= val`` (integers); returns the old values."""
-    return atomic("xor", pointer, val, mask, sem, scope)
-
-
-def atomic_xchg(
-    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
-) -> Block:
-    """``*pointer = val``; returns the old values."""
-    return atomic("xchg", pointer, val, mask, sem, scope)
-
-
-def atomic_cas(pointer: Pointer, cmp: Any, val: Any, sem: Any = None, scope: Any = None) -> Block:
-    """``*pointer = val`` where ``*pointer == cmp``; returns the old values (no mask, as in
-    Triton)."""
-    return atomic("cas", pointer, val, None, sem, scope, cmp=cmp)
 
 
 # -- shape ---------------------------------------------------------------------------------

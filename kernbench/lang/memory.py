@@ -383,3 +383,58 @@ def atomic(
 
     old = _program().atomic(name, pointer, m, _SEMANTICS[sem], update)
     return Block(old, tcm=True, what=f"tl.{name}")
+
+
+def atomic_add(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer += val`` at the memory, lane by lane; returns the old values."""
+    return atomic("add", pointer, val, mask, sem, scope)
+
+
+def atomic_max(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer = max(*pointer, val)``; returns the old values."""
+    return atomic("max", pointer, val, mask, sem, scope)
+
+
+def atomic_min(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer = min(*pointer, val)``; returns the old values."""
+    return atomic("min", pointer, val, mask, sem, scope)
+
+
+def atomic_and(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer &= val`` (integers); returns the old values."""
+    return atomic("and", pointer, val, mask, sem, scope)
+
+
+def atomic_or(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer |= val`` (integers); returns the old values."""
+    return atomic("or", pointer, val, mask, sem, scope)
+
+
+def atomic_xor(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer ^= val`` (integers); returns the old values."""
+    return atomic("xor", pointer, val, mask, sem, scope)
+
+
+def atomic_xchg(
+    pointer: Pointer, val: Any, mask: Any = None, sem: Any = None, scope: Any = None
+) -> Block:
+    """``*pointer = val``; returns the old values."""
+    return atomic("xchg", pointer, val, mask, sem, scope)
+
+
+def atomic_cas(pointer: Pointer, cmp: Any, val: Any, sem: Any = None, scope: Any = None) -> Block:
+    """``*pointer = val`` where ``*pointer == cmp``; returns the old values (no mask, as in
+    Triton)."""
+    return atomic("cas", pointer, val, None, sem, scope, cmp=cmp)
