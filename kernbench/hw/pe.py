@@ -14,8 +14,15 @@ Fidelity contract (docs/kernels.md):
   from TCM while the array computes, and each call pays the pipeline fill and drain once.
   The peak is ``gemm_tflops_fp16`` for 16-bit and 8-bit inputs and half of it for fp32 inputs.
 - pe_math: an elementwise operation on data costs one operation per output element, a reduction
-  one per input element, at ``math_tflops``. Arithmetic on index and mask blocks and on pointers
-  runs in the address generator: dispatch only.
+  or a scan (``sum``, ``max``, ``argmax``, ``cumsum``, ...) one per input element, at
+  ``math_tflops``. Every elementwise function costs the same, transcendental or not (``exp``,
+  ``exp2``, ``log2``, ``sin``, ``cos``, ``rsqrt``, ``erf``, ``sigmoid`` and a fused ``fma`` as
+  ``+``): ``math_tflops`` is a rate of elementwise results, not of FLOPs, and no published
+  figure separates the functions; ``softmax`` is its five calls. Arithmetic on index and mask
+  blocks and on pointers (``make_block_ptr``, ``advance``) runs in the address generator:
+  dispatch only.
+- atomics (``tl.atomic_*``) run at the memory, not on pe_math: a DMA read then a DMA write of
+  the touched elements through pe_dma (docs/kernels.md).
 - pe_gemm and pe_math share one accelerator slot (capacity 1): a PE computes one thing at a
   time.
 - pe_tcm: ``tcm_bytes`` of scratchpad holding the blocks a kernel keeps alive (loaded data,

@@ -3,17 +3,19 @@
 A kernel is a plain Python function (optionally decorated with :func:`jit`) whose tensor
 arguments arrive as pointers. It runs once per program instance of its launch grid, each
 instance on one PE, and every call below costs simulated time on that PE (docs/kernels.md):
-dispatch on pe_cpu and pe_scheduler, then DMA (``load``/``store``), pe_gemm (``dot``) or pe_math
-(arithmetic, ``exp``, reductions, ...). Values are real NumPy data.
+dispatch on pe_cpu and pe_scheduler, then DMA (``load``/``store``/atomics), pe_gemm (``dot``)
+or pe_math (arithmetic, ``exp``, reductions, ...). Values are real NumPy data.
 
-Differences from Triton, all documented in docs/kernels.md: ``program_id`` returns a Python
-int; blocks follow NumPy promotion; ``dot`` accumulates in fp32 (int32 for int8); a kernel
-runs as Python, so ``constexpr`` is only an annotation.
+Types follow Triton's rules (:mod:`kernbench.lang.promotion`). Differences from Triton, all
+listed in docs/kernels.md: ``program_id`` returns a Python int and Python scalars are always
+weak (as constexprs); ``dot`` accumulates in fp32 (int32 for int8); a kernel runs as Python, so
+``constexpr`` is only an annotation.
 """
 
 import builtins
-import math
+import math as _pymath
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,60 +27,167 @@ from kernbench.lang.core import (
     Scalar,
     _array,
     _charge,
-    _elementwise,
     _program,
     _shape_str,
     pointer_type,
 )
-from kernbench.lang.dtypes import bfloat16, float16, float32, int8, int32, int64, uint8
+from kernbench.lang.dtypes import (
+    bfloat16,
+    float16,
+    float32,
+    float64,
+    int1,
+    int8,
+    int16,
+    int32,
+    int64,
+    uint8,
+    uint16,
+    uint32,
+    uint64,
+)
+from kernbench.lang.memory import (
+    BlockPointer,
+    advance,
+    atomic_add,
+    atomic_and,
+    atomic_cas,
+    atomic_max,
+    atomic_min,
+    atomic_or,
+    atomic_xchg,
+    atomic_xor,
+    load,
+    make_block_ptr,
+    store,
+)
+from kernbench.lang.ops import (
+    PropagateNan,
+    abs,
+    argmax,
+    argmin,
+    cdiv,
+    ceil,
+    cos,
+    cumprod,
+    cumsum,
+    div_rn,
+    erf,
+    exp,
+    exp2,
+    expand_dims,
+    fdiv,
+    floor,
+    fma,
+    log,
+    log2,
+    max,
+    maximum,
+    min,
+    minimum,
+    rsqrt,
+    sigmoid,
+    sin,
+    softmax,
+    sqrt,
+    sqrt_rn,
+    sum,
+    where,
+)
 
 __all__ = [
+    "ceil",
+    "div_rn",
+    "fdiv",
+    "floor",
+    "int1",
+    "math",
+    "max_constancy",
+    "permute",
+    "ravel",
+    "sqrt_rn",
+    "tensor",
+    "view",
     "Block",
+    "BlockPointer",
     "Pointer",
+    "PropagateNan",
     "abs",
+    "advance",
     "arange",
+    "argmax",
+    "argmin",
     "assume",
+    "atomic_add",
+    "atomic_and",
+    "atomic_cas",
+    "atomic_max",
+    "atomic_min",
+    "atomic_or",
+    "atomic_xchg",
+    "atomic_xor",
     "bfloat16",
     "broadcast_to",
     "cat",
     "cdiv",
     "constexpr",
+    "cos",
+    "cumprod",
+    "cumsum",
+    "debug_barrier",
     "dot",
+    "erf",
     "exp",
+    "exp2",
+    "expand_dims",
     "float16",
     "float32",
+    "float64",
+    "fma",
     "full",
+    "full_like",
     "int8",
+    "int16",
     "int32",
     "int64",
     "jit",
     "load",
     "log",
+    "log2",
+    "make_block_ptr",
     "max",
     "max_contiguous",
     "maximum",
     "min",
-    "neighbor",
-    "pe_id",
-    "recv",
-    "send",
     "minimum",
     "multiple_of",
+    "neighbor",
     "num_programs",
+    "pe_id",
     "pointer_type",
     "program_id",
     "range",
+    "recv",
     "reshape",
+    "rsqrt",
+    "send",
     "sigmoid",
+    "sin",
+    "softmax",
     "sqrt",
+    "static_assert",
     "static_range",
     "store",
     "sum",
     "timestamp",
     "trans",
     "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
     "where",
     "zeros",
+    "zeros_like",
 ]
 
 
@@ -125,6 +234,22 @@ def max_contiguous(x: Any, _values: Any) -> Any:
     return x
 
 
+def max_constancy(x: Any, _values: Any) -> Any:
+    """A compiler hint in Triton; no effect here."""
+    return x
+
+
+def debug_barrier() -> None:
+    """Triton's barrier between a program's threads; free here: a program's calls already
+    complete in order."""
+
+
+def static_assert(cond: Any, msg: str = "") -> None:
+    """Fails the kernel (a KernelError) if ``cond`` is false; free."""
+    if not cond:
+        raise KernelError(f"tl.static_assert failed{': ' + msg if msg else ''}")
+
+
 # -- program -------------------------------------------------------------------------------
 def program_id(axis: int = 0) -> int:
     """The index of this program instance along ``axis`` (0, 1 or 2) of the launch grid."""
@@ -134,13 +259,6 @@ def program_id(axis: int = 0) -> int:
 def num_programs(axis: int = 0) -> int:
     """The launch grid's size along ``axis``."""
     return _program().num_programs(axis)
-
-
-def cdiv(a: Any, b: Any) -> Any:
-    """Ceiling division; free on Python ints, elementwise on blocks."""
-    if isinstance(a, Block) or isinstance(b, Block):
-        return _elementwise("cdiv", lambda x, y: -(-x // y), a, b)
-    return -(-a // b)
 
 
 # -- creation ------------------------------------------------------------------------------
@@ -160,7 +278,7 @@ def arange(start: int, end: int) -> Block:
 
 def _reserve(name: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Refuse a block that cannot fit TCM before NumPy allocates (and fills) it."""
-    nbytes = math.prod(shape) * dtype.itemsize
+    nbytes = _pymath.prod(shape) * dtype.itemsize
     prog = _program()
     prog.tcm_alloc(nbytes, f"tl.{name} of a {_shape_str(shape)} {dtype} block")
     prog.tcm_free(nbytes)
@@ -184,56 +302,19 @@ def full(shape: Any, value: Scalar, dtype: Any) -> Block:
     return Block(arr, tcm=True, what="tl.full")
 
 
-# -- memory --------------------------------------------------------------------------------
-def _mask(name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
-    if mask is None:
-        return None
-    m = _array(mask)
-    try:
-        return np.broadcast_to(np.asarray(m, dtype=bool), shape)
-    except ValueError:
-        raise KernelError(
-            f"tl.{name}: mask of shape {_shape_str(np.shape(m))} does not broadcast to the "
-            f"pointer block {_shape_str(shape)}"
-        ) from None
+def zeros_like(input: Block) -> Block:
+    """``zeros(input.shape, input.dtype)``."""
+    if not isinstance(input, Block):
+        raise KernelError(f"tl.zeros_like needs a block, got {input!r}")
+    return zeros(input.shape, input.dtype)
 
 
-def load(pointer: Pointer, mask: Any = None, other: Any = None, **_hints: Any) -> Block:
-    """Load the elements ``pointer`` points at; where ``mask`` is false, ``other`` (default 0).
-
-    Costs dispatch, then one DMA read of the address runs the block covers (local or remote
-    HBM), then the TCM write of the bytes.
-    """
-    if not isinstance(pointer, Pointer):
-        raise KernelError(f"tl.load needs a pointer (a tensor argument + offsets), got {pointer!r}")
-    shape = pointer.shape
-    m = _mask("load", mask, shape)
-    prog = _program()
-    values = prog.load(pointer, m)
-    if m is not None and other is not None and not m.all():
-        fill = np.asarray(_array(other)).astype(values.dtype)
-        values = np.where(m, values, fill)
-    return Block(values, tcm=True, what="tl.load")
-
-
-def store(pointer: Pointer, value: Any, mask: Any = None, **_hints: Any) -> None:
-    """Store ``value`` (cast to the tensor's dtype) where ``mask`` is true. The write is posted:
-    the program goes on once the DMA has read the block from TCM; the launch completes only
-    after every store has been committed."""
-    if not isinstance(pointer, Pointer):
-        raise KernelError(
-            f"tl.store needs a pointer (a tensor argument + offsets), got {pointer!r}"
-        )
-    shape = pointer.shape
-    raw = np.asarray(_array(value))
-    try:
-        data = np.broadcast_to(raw, shape).astype(pointer.target.dtype)
-    except ValueError:
-        raise KernelError(
-            f"tl.store: a value of shape {_shape_str(raw.shape)} does not fit the pointer block "
-            f"{_shape_str(shape)}"
-        ) from None
-    _program().store(pointer, data, _mask("store", mask, shape))
+def full_like(input: Block, value: Scalar, dtype: Any = None) -> Block:
+    """``full(input.shape, value, dtype or input.dtype)`` (not in triton.language; Gluon and
+    NumPy have it)."""
+    if not isinstance(input, Block):
+        raise KernelError(f"tl.full_like needs a block, got {input!r}")
+    return full(input.shape, value, input.dtype if dtype is None else dtype)
 
 
 # -- compute -------------------------------------------------------------------------------
@@ -278,91 +359,69 @@ def dot(a: Block, b: Block, acc: Block | None = None, **_options: Any) -> Block:
     return Block(out, tcm=True, what="tl.dot")
 
 
-def exp(x: Any) -> Block:
-    return _elementwise("exp", np.exp, x)
-
-
-def log(x: Any) -> Block:
-    return _elementwise("log", np.log, x)
-
-
-def sqrt(x: Any) -> Block:
-    return _elementwise("sqrt", np.sqrt, x)
-
-
-def abs(x: Any) -> Block:  # noqa: A001 - Triton's name
-    return _elementwise("abs", np.abs, x)
-
-
-def sigmoid(x: Any) -> Block:
-    return _elementwise("sigmoid", lambda v: 1 / (1 + np.exp(-v)), x)
-
-
-def maximum(x: Any, y: Any) -> Block:
-    return _elementwise("maximum", np.maximum, x, y)
-
-
-def minimum(x: Any, y: Any) -> Block:
-    return _elementwise("minimum", np.minimum, x, y)
-
-
-def where(condition: Any, x: Any, y: Any) -> Block:
-    return _elementwise("where", np.where, condition, x, y)
-
-
-def _reduce(name: str, fn: Callable[..., Any], x: Any, axis: int | None, keep_dims: bool) -> Block:
-    if not isinstance(x, Block):
-        raise KernelError(f"tl.{name} needs a block, got {x!r}")
-    if axis is not None and not -x.value.ndim <= axis < x.value.ndim:
-        raise KernelError(f"tl.{name}: axis {axis} is out of range for a {x.value.ndim}-D block")
-    v = x.value
-    if np.issubdtype(v.dtype, np.floating) and v.dtype.itemsize < 4:
-        out = fn(v.astype(np.float32), axis=axis, keepdims=keep_dims).astype(v.dtype)
-    elif name == "sum" and np.issubdtype(v.dtype, np.integer) and v.dtype.itemsize <= 4:
-        # As Triton: integer sums accumulate in int32 (NumPy would widen to int64).
-        out = fn(v, axis=axis, keepdims=keep_dims, dtype=np.int32)
-    else:
-        out = fn(v, axis=axis, keepdims=keep_dims)
-    return _charge(name, out, (x,), ops=x.numel)
-
-
-def sum(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("sum", np.sum, x, axis, keep_dims)
-
-
-def max(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("max", np.max, x, axis, keep_dims)
-
-
-def min(x: Block, axis: int | None = None, keep_dims: bool = False, **_options: Any) -> Block:  # noqa: A001
-    return _reduce("min", np.min, x, axis, keep_dims)
-
-
 # -- shape ---------------------------------------------------------------------------------
-def trans(x: Block) -> Block:
-    if not isinstance(x, Block) or x.value.ndim != 2:
-        raise KernelError("tl.trans needs a 2-D block")
-    return _charge("trans", np.ascontiguousarray(x.value.T), (x,))
+def _shape_args(shape: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Triton's ``*shape``: ``f(x, 4, 8)`` or ``f(x, (4, 8))``."""
+    if len(shape) == 1 and isinstance(shape[0], Sequence):
+        return tuple(shape[0])
+    return shape
 
 
-def reshape(x: Block, shape: Sequence[int]) -> Block:
-    try:
-        out = x.value.reshape(tuple(shape))
-    except ValueError:
+def trans(input: Block, *dims: Any) -> Block:
+    """The block with its dimensions permuted by ``dims`` (default: a 2-D transpose); pe_math:
+    one operation per element."""
+    if not isinstance(input, Block):
+        raise KernelError("tl.trans needs a block")
+    perm = _shape_args(dims)
+    if not perm:
+        if input.value.ndim != 2:
+            raise KernelError(
+                f"tl.trans without dims needs a 2-D block, got {_shape_str(input.shape)}"
+            )
+        perm = (1, 0)
+    if sorted(perm) != list(builtins.range(input.value.ndim)):
         raise KernelError(
-            f"tl.reshape: cannot reshape a {_shape_str(x.shape)} block to {tuple(shape)}"
+            f"tl.trans: dims {perm} are not a permutation of the {input.value.ndim} dimensions"
+        )
+    return _charge("trans", np.ascontiguousarray(np.transpose(input.value, perm)), (input,))
+
+
+def permute(input: Block, *dims: Any) -> Block:
+    """``trans(input, *dims)``."""
+    return trans(input, *dims)
+
+
+def reshape(input: Block, *shape: Any, can_reorder: bool = False) -> Block:
+    """A view with another shape (free); the element order is always kept."""
+    new = _shape_args(shape)
+    try:
+        out = input.value.reshape(tuple(new))
+    except (ValueError, TypeError):
+        raise KernelError(
+            f"tl.reshape: cannot reshape a {_shape_str(input.shape)} block to {tuple(new)}"
         ) from None
     view = Block(out)
-    view._base = x
+    view._base = input
     return view
 
 
-def broadcast_to(x: Any, shape: Sequence[int]) -> Block:
+def view(input: Block, *shape: Any) -> Block:
+    """``reshape`` (Triton's older name)."""
+    return reshape(input, *shape)
+
+
+def ravel(x: Block, can_reorder: bool = False) -> Block:
+    """A flat view (free)."""
+    return reshape(x, (x.numel,))
+
+
+def broadcast_to(input: Any, *shape: Any) -> Block:
+    new = tuple(_shape_args(shape))
     try:
-        out = np.broadcast_to(_array(x), tuple(shape)).copy()
+        out = np.broadcast_to(_array(input), new).copy()
     except ValueError:
-        raise KernelError(f"tl.broadcast_to: cannot broadcast to {tuple(shape)}") from None
-    return _charge("broadcast_to", out, (x,))
+        raise KernelError(f"tl.broadcast_to: cannot broadcast to {new}") from None
+    return _charge("broadcast_to", out, (input,))
 
 
 def timestamp(name: str) -> None:
@@ -408,3 +467,58 @@ def cat(a: Block, b: Block, **_options: Any) -> Block:
             f"tl.cat: shapes {_shape_str(a.shape)} and {_shape_str(b.shape)} differ beyond axis 0"
         )
     return _charge("cat", np.concatenate([a.value, b.value]), (a, b))
+
+
+# -- member functions, as Triton's tensor methods (x.exp(), x.sum(axis=0), p.advance(...)) ----
+for _name, _fn in {
+    "abs": abs,
+    "argmax": argmax,
+    "argmin": argmin,
+    "cdiv": cdiv,
+    "cos": cos,
+    "cumprod": cumprod,
+    "cumsum": cumsum,
+    "erf": erf,
+    "exp": exp,
+    "exp2": exp2,
+    "expand_dims": expand_dims,
+    "log": log,
+    "log2": log2,
+    "max": max,
+    "min": min,
+    "rsqrt": rsqrt,
+    "sigmoid": sigmoid,
+    "sin": sin,
+    "softmax": softmax,
+    "sqrt": sqrt,
+    "sum": sum,
+    "trans": trans,
+    "permute": permute,
+    "reshape": reshape,
+    "view": view,
+    "ravel": ravel,
+    "broadcast_to": broadcast_to,
+    "floor": floor,
+    "ceil": ceil,
+}.items():
+    setattr(Block, _name, _fn)
+for _name, _fn in {
+    "atomic_add": atomic_add,
+    "atomic_and": atomic_and,
+    "atomic_cas": atomic_cas,
+    "atomic_max": atomic_max,
+    "atomic_min": atomic_min,
+    "atomic_or": atomic_or,
+    "atomic_xchg": atomic_xchg,
+    "atomic_xor": atomic_xor,
+}.items():
+    setattr(Pointer, _name, _fn)
+del _name, _fn
+
+
+# Triton's ``tl.math`` namespace (``tl.math.exp2(x)``, ...): the same functions.
+math = SimpleNamespace(
+    abs=abs, ceil=ceil, cos=cos, div_rn=div_rn, erf=erf, exp=exp, exp2=exp2, fdiv=fdiv,
+    floor=floor, fma=fma, log=log, log2=log2, rsqrt=rsqrt, sin=sin, sqrt=sqrt, sqrt_rn=sqrt_rn,
+)  # fmt: skip
+tensor = Block  # Triton's name for a block (isinstance(x, tl.tensor))

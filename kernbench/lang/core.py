@@ -3,7 +3,8 @@
 A kernel sees two kinds of values besides Python scalars:
 
 - :class:`Block`: an n-dimensional array of one dtype (Triton's tensor). Arithmetic on blocks
-  is elementwise with NumPy broadcasting and promotion.
+  is elementwise with NumPy broadcasting and Triton's type promotion
+  (:mod:`kernbench.lang.promotion`).
 - :class:`Pointer`: a tensor argument plus an array of element offsets (``base + offsets`` as
   in Triton). ``ptr + offs`` with a block of offsets makes a block of pointers; ``tl.load``
   and ``tl.store`` move the elements they point at.
@@ -20,6 +21,7 @@ import greenlet
 import numpy as np
 
 from kernbench.core.errors import KernelError
+from kernbench.lang.promotion import cast_operand, computation_type, is_int, operand
 
 Scalar = int | float | bool
 
@@ -79,10 +81,23 @@ class Block:
     def __repr__(self) -> str:
         return f"Block({_shape_str(self.shape)}, {self.dtype})"
 
-    def to(self, dtype: Any) -> "Block":
-        """Cast (pe_math: one operation per element)."""
+    def to(
+        self, dtype: Any, fp_downcast_rounding: str | None = None, bitcast: bool = False
+    ) -> "Block":
+        """Cast (pe_math: one operation per element). ``bitcast=True`` reinterprets the bits
+        (same element size); ``fp_downcast_rounding`` accepts only round-to-nearest ("rtne")."""
         dt = np.dtype(dtype)
-        return _charge("to", self.value.astype(dt), (self,))
+        if fp_downcast_rounding not in (None, "rtne"):
+            raise KernelError(
+                f"Block.to: fp_downcast_rounding={fp_downcast_rounding!r} is not modelled; "
+                "casts round to nearest even (rtne)"
+            )
+        if bitcast:
+            if dt.itemsize != self.dtype.itemsize:
+                raise KernelError(f"Block.to(bitcast=True): {self.dtype} and {dt} differ in size")
+            return _charge("bitcast", self.value.view(dt), (self,))
+        with np.errstate(all="ignore"):
+            return _charge("to", self.value.astype(dt), (self,))
 
     def __getitem__(self, index: Any) -> "Block":
         """Views such as ``x[:, None]``: no data moves, so no time is charged."""
@@ -123,84 +138,98 @@ class Block:
     def __add__(self, o: Any) -> Any:
         if isinstance(o, Pointer):  # offsets + ptr, as Triton allows
             return o + self
-        return _binary("+", np.add, self, o)
+        return _binary("+", self, o)
 
     def __radd__(self, o: Any) -> "Block":
-        return _binary("+", np.add, o, self)
+        return _binary("+", o, self)
 
     def __sub__(self, o: Any) -> "Block":
-        return _binary("-", np.subtract, self, o)
+        return _binary("-", self, o)
 
     def __rsub__(self, o: Any) -> "Block":
-        return _binary("-", np.subtract, o, self)
+        return _binary("-", o, self)
 
     def __mul__(self, o: Any) -> "Block":
-        return _binary("*", np.multiply, self, o)
+        return _binary("*", self, o)
 
     def __rmul__(self, o: Any) -> "Block":
-        return _binary("*", np.multiply, o, self)
+        return _binary("*", o, self)
 
     def __truediv__(self, o: Any) -> "Block":
-        return _binary("/", np.true_divide, self, o)
+        return _binary("/", self, o)
 
     def __rtruediv__(self, o: Any) -> "Block":
-        return _binary("/", np.true_divide, o, self)
+        return _binary("/", o, self)
 
     def __floordiv__(self, o: Any) -> "Block":
-        return _binary("//", np.floor_divide, self, o)
+        return _binary("//", self, o)
 
     def __rfloordiv__(self, o: Any) -> "Block":
-        return _binary("//", np.floor_divide, o, self)
+        return _binary("//", o, self)
 
     def __mod__(self, o: Any) -> "Block":
-        return _binary("%", np.remainder, self, o)
+        return _binary("%", self, o)
 
     def __rmod__(self, o: Any) -> "Block":
-        return _binary("%", np.remainder, o, self)
+        return _binary("%", o, self)
 
     def __lshift__(self, o: Any) -> "Block":
-        return _binary("<<", np.left_shift, self, o)
+        return _binary("<<", self, o)
 
     def __rshift__(self, o: Any) -> "Block":
-        return _binary(">>", np.right_shift, self, o)
+        return _binary(">>", self, o)
 
     def __and__(self, o: Any) -> "Block":
-        return _binary("&", np.bitwise_and, self, o)
+        return _binary("&", self, o)
 
     def __rand__(self, o: Any) -> "Block":
-        return _binary("&", np.bitwise_and, o, self)
+        return _binary("&", o, self)
 
     def __or__(self, o: Any) -> "Block":
-        return _binary("|", np.bitwise_or, self, o)
+        return _binary("|", self, o)
 
     def __ror__(self, o: Any) -> "Block":
-        return _binary("|", np.bitwise_or, o, self)
+        return _binary("|", o, self)
 
     def __xor__(self, o: Any) -> "Block":
-        return _binary("^", np.bitwise_xor, self, o)
+        return _binary("^", self, o)
+
+    def __rxor__(self, o: Any) -> "Block":
+        return _binary("^", o, self)
+
+    def __rlshift__(self, o: Any) -> "Block":
+        return _binary("<<", o, self)
+
+    def __rrshift__(self, o: Any) -> "Block":
+        return _binary(">>", o, self)
 
     def __lt__(self, o: Any) -> "Block":
-        return _binary("<", np.less, self, o)
+        return _binary("<", self, o)
 
     def __le__(self, o: Any) -> "Block":
-        return _binary("<=", np.less_equal, self, o)
+        return _binary("<=", self, o)
 
     def __gt__(self, o: Any) -> "Block":
-        return _binary(">", np.greater, self, o)
+        return _binary(">", self, o)
 
     def __ge__(self, o: Any) -> "Block":
-        return _binary(">=", np.greater_equal, self, o)
+        return _binary(">=", self, o)
 
     def __eq__(self, o: Any) -> "Block":  # type: ignore[override]
-        return _binary("==", np.equal, self, o)
+        return _binary("==", self, o)
 
     def __ne__(self, o: Any) -> "Block":  # type: ignore[override]
-        return _binary("!=", np.not_equal, self, o)
+        return _binary("!=", self, o)
 
     def __neg__(self) -> "Block":
         return _charge("-", np.negative(self.value), (self,))
 
+    def __pos__(self) -> "Block":
+        return self
+
     def __invert__(self) -> "Block":
+        if not is_int(self.dtype):
+            raise KernelError(f"operator ~ needs an integer or bool block, got {self.dtype}")
         return _charge("~", np.invert(self.value), (self,))
 
     __hash__ = None  # type: ignore[assignment]
@@ -287,14 +316,71 @@ def _charge(name: str, out: Any, inputs: Sequence[Any], ops: int | None = None) 
     return Block(out, tcm=data, what=f"the result of {name}")
 
 
-def _binary(name: str, fn: Callable[..., Any], a: Any, b: Any) -> Block:
+def _c_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division rounding toward zero, as C and Triton (NumPy floors)."""
+    q = np.floor_divide(a, b)
+    inexact = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return np.where(inexact, q + 1, q).astype(q.dtype, copy=False)
+
+
+_ARITHMETIC = {"+": np.add, "-": np.subtract, "*": np.multiply}
+_BITWISE = {
+    "&": np.bitwise_and,
+    "|": np.bitwise_or,
+    "^": np.bitwise_xor,
+    "<<": np.left_shift,
+    ">>": np.right_shift,
+}
+_COMPARE = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
+
+def promoted(name: str, a: Any, b: Any, div_or_mod: bool = False) -> tuple[Any, Any, np.dtype]:
+    """Both operands cast to Triton's computation type of ``a`` and ``b``, and that type."""
+    (va, da, sa), (vb, db, sb) = operand(_array(a)), operand(_array(b))
+    try:
+        ct = computation_type(da, sa, db, sb, div_or_mod)
+        return cast_operand(va, sa, ct), cast_operand(vb, sb, ct), ct
+    except KernelError as exc:
+        raise KernelError(f"operator {name}: {exc}") from None
+
+
+def _binary(name: str, a: Any, b: Any) -> Block:
+    """A Python operator on blocks with Triton's types: operands are cast to their computation
+    type (:mod:`kernbench.lang.promotion`); ``/`` of integers is fp32; ``//`` and ``%`` round
+    toward zero as in C; bitwise operators take integers only; comparisons give bool."""
+    div_or_mod = name in ("/", "//", "%")
+    xa, xb, ct = promoted(name, a, b, div_or_mod)
+    if (name in _BITWISE or name == "//") and not is_int(ct):
+        raise KernelError(f"operator {name} needs integer operands (as in Triton), got {ct}")
     try:
         with np.errstate(all="ignore"):
-            out = fn(_array(a), _array(b))
+            if name == "/":
+                if is_int(ct):
+                    xa, xb = xa.astype(np.float32), xb.astype(np.float32)
+                out = np.true_divide(xa, xb)
+            elif name == "//":
+                out = _c_divide(xa, xb)
+            elif name == "%":
+                out = np.fmod(xa, xb)
+            elif name in _COMPARE:
+                out = _COMPARE[name](xa, xb)
+            else:
+                out = (_ARITHMETIC.get(name) or _BITWISE[name])(xa, xb)
     except ValueError:
         raise KernelError(
             f"operator {name}: block shapes {_shapes((a, b))} do not broadcast"
         ) from None
+    if name not in _COMPARE:
+        out = np.asarray(out).astype(
+            ct if name != "/" or not is_int(ct) else np.float32, copy=False
+        )
     return _charge(name, out, (a, b))
 
 

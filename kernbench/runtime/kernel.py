@@ -5,13 +5,15 @@ one greenlet. It keeps the PE's local clock ``t``: calls that use only the PE (d
 pe_gemm, pe_math, TCM) advance it without touching the event queue; calls that use the fabric
 (a load's DMA) are issued at ``t`` through the system and block the greenlet until they are
 done. Stores are posted: their DMA is issued at ``t`` and the worker only waits for them at
-the end. Timing per call is the contract of :mod:`kernbench.hw.pe`.
+the end. An atomic is a DMA read and then a DMA write of the same elements, and blocks until
+the write has committed. Timing per call is the contract of :mod:`kernbench.hw.pe`.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from simpy.events import Event
 
 from kernbench.core.errors import AllocationError, KernbenchError, KernelError
 from kernbench.core.units import fmt_bytes
@@ -98,6 +100,16 @@ class Program:
 
     def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None) -> None:
         self.worker.store(ptr, data, mask, self)
+
+    def atomic(
+        self,
+        name: str,
+        ptr: Pointer,
+        mask: np.ndarray | None,
+        release: bool,
+        update: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        return self.worker.atomic(name, ptr, mask, release, update)
 
 
 class PeWorker:
@@ -243,13 +255,16 @@ class PeWorker:
             out[valid] = values
         return out.reshape(shape)
 
-    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, prog: Program) -> None:
-        tensor, idx, valid = self._elements("store", ptr, mask)
+    def _writable(self, op: str, tensor: Tensor) -> None:
         if any(len(s.copies) > 1 for s in tensor.shards):
             raise KernelError(
-                f"{self.where}: tl.store into tensor {tensor.name!r}, which is replicated; "
-                "store into a tensor placed row- or column-wise (one copy per element)"
+                f"{self.where}: tl.{op} into tensor {tensor.name!r}, which is replicated; "
+                f"{op} into a tensor placed row- or column-wise (one copy per element)"
             )
+
+    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, prog: Program) -> None:
+        tensor, idx, valid = self._elements("store", ptr, mask)
+        self._writable("store", tensor)
         pe = self.pe
         t = pe.dispatch(self.t)
         if idx.size == 0:
@@ -270,3 +285,93 @@ class PeWorker:
         ]
         self.pending.append(self.system.dma(self.node, "write", dma_runs, t))
         self.t = t
+
+    def atomic(
+        self,
+        name: str,
+        ptr: Pointer,
+        mask: np.ndarray | None,
+        release: bool,
+        update: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        """A read-modify-write at the memory of the elements ``ptr`` points at where ``mask``:
+        dispatch; with ``release``, wait until this PE's posted stores have committed; wait
+        until no other atomic holds any of the elements; one DMA read of their address runs
+        (as a load: the old values are written to TCM); ``update`` computes the new values at
+        the memory; the operand bytes are read from TCM and one DMA write of the same runs
+        commits the new values. The call returns when the write has committed, with each
+        lane's old value (0 where masked off)."""
+        tensor, idx, valid = self._elements(name, ptr, mask)
+        self._writable(name, tensor)
+        pe = self.pe
+        t = pe.dispatch(self.t)
+        shape = ptr.offsets.shape
+        out = np.zeros(int(np.prod(shape)), tensor.dtype)
+        if idx.size == 0:
+            self.t = t
+            return out.reshape(shape)
+        if release:
+            for ev in self.pending:
+                self.hub.wait(ev, f"{self.where}: tl.{name} to release this PE's stores")
+            self.pending = [ev for ev in self.pending if ev.callbacks is not None]
+        t = max(t, self.system.now)
+        addrs = tensor.addresses(idx, self.cube, self.index)
+        uniq, inverse = np.unique(addrs, return_inverse=True)
+        held = self.hub.wait(
+            _reserve(self.system, uniq, t),
+            f"{self.where}: tl.{name} for elements another atomic holds",
+        )
+        size = tensor.dtype.itemsize
+        runs = address_runs(uniq, size, self._segments(uniq))
+        read = [(int(uniq[i]), n * size, None) for i, n in runs]
+        ev = self.system.dma(self.node, "read", read, self.system.now)
+        grant, completions = self.hub.wait(ev, f"{self.where}: tl.{name} (read)")
+        current = np.concatenate([c.data for c in completions]).view(tensor.dtype).copy()
+        nbytes = current.nbytes
+        tcm_end = pe.tcm_write.serve(grant, nbytes / pe.spec.tcm_write_bw_gbs, nbytes)
+        old = update(current, inverse.reshape(-1), valid)
+        raw = current.view(np.uint8)
+        t = pe.tcm_read.serve(self.system.now, nbytes / pe.spec.tcm_read_bw_gbs, nbytes)
+        write: list[DmaRun] = [
+            (int(uniq[i]), n * size, raw[i * size : (i + n) * size]) for i, n in runs
+        ]
+        self.hub.wait(
+            self.system.dma(self.node, "write", write, t), f"{self.where}: tl.{name} (write)"
+        )
+        _release(self.system, uniq, held)
+        now = self.system.now
+        self.t = now if now > tcm_end else tcm_end
+        if valid is None:
+            out[:] = old
+        else:
+            out[valid] = old
+        return out.reshape(shape)
+
+
+def _reserve(system: System, addrs: np.ndarray, at_ns: float) -> Event:
+    """At ``at_ns``, wait until no atomic holds any of ``addrs``, then hold them all: the event
+    succeeds with the event that :func:`_release` fires. Atomics on shared elements thus
+    follow one another in simulated time, each from its read to its write's commit."""
+    held: dict[int, Event] = system.extensions.setdefault("atomics", {})
+    keys = addrs.tolist()
+    granted = system.sim.event()
+
+    def attempt(_ev: Any = None) -> None:
+        busy = next((held[a] for a in keys if a in held), None)
+        if busy is not None:
+            busy.callbacks.append(attempt)
+            return
+        mine = system.sim.event()
+        for a in keys:
+            held[a] = mine
+        granted.succeed(mine)
+
+    system.sim.call_at(at_ns, attempt)
+    return granted
+
+
+def _release(system: System, addrs: np.ndarray, mine: Event) -> None:
+    held: dict[int, Event] = system.extensions["atomics"]
+    for a in addrs.tolist():
+        del held[a]
+    mine.succeed()

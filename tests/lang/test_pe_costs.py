@@ -116,6 +116,26 @@ def elementwise(x_ptr, M: tl.constexpr, N: tl.constexpr, OP: tl.constexpr):
     elif OP == "view":
         a[:, None]  # indexing is free
         tl.reshape(a, (N, M))
+        tl.expand_dims(a, (0, 2))  # a view too
+    elif OP == "rsqrt":
+        tl.rsqrt(a)  # transcendental functions cost what + costs
+    elif OP == "erf":
+        tl.erf(a)
+    elif OP == "fma":
+        tl.fma(a, a, 1.0)
+    elif OP == "cumsum":
+        tl.cumsum(a, axis=1)  # a scan costs its input elements
+    elif OP == "argmax":
+        tl.argmax(a, axis=0)  # a reduction: input elements, not the M outputs
+    elif OP == "max_with_indices":
+        tl.max(a, axis=1, return_indices=True)  # one reduction for both results
+    elif OP == "softmax":
+        tl.softmax(a, dim=1, keep_dims=True)  # max, subtract, exp, sum, divide
+    elif OP == "zeros_like":
+        tl.zeros_like(a)
+    elif OP == "block_ptr":
+        p = tl.make_block_ptr(x_ptr, (M, N), (N, 1), (0, 0), (M, N), (1, 0))  # address generation
+        tl.advance(p, (1, 1))
 
 
 @pytest.mark.parametrize(
@@ -128,6 +148,15 @@ def elementwise(x_ptr, M: tl.constexpr, N: tl.constexpr, OP: tl.constexpr):
         ("cast", [1]),
         ("index_math", ["dispatch", "dispatch"]),
         ("view", []),
+        ("rsqrt", [1]),
+        ("erf", [1]),
+        ("fma", [1]),
+        ("cumsum", [1]),
+        ("argmax", [1]),
+        ("max_with_indices", [1]),
+        ("softmax", [1, 1, 1, 1, 1]),
+        ("zeros_like", [1]),
+        ("block_ptr", ["dispatch", "dispatch"]),
     ],
 )
 def test_elementwise_costs_dispatch_plus_elements_over_math_rate(topo, new_device, op, ops):
@@ -216,3 +245,33 @@ def test_a_load_ends_no_earlier_than_its_tcm_write(new_device):
     tcm_bound = dispatch + 4 * n / pe.tcm_write_bw_gbs
     assert tcm_bound > read.total_ns
     assert busy(dev, load_all, x, N=n) == pytest.approx(index_ns + tcm_bound, rel=1e-12)
+
+
+@tl.jit
+def atomic_all(x_ptr, N: tl.constexpr):
+    tl.atomic_add(x_ptr + tl.arange(0, N), 1.0)
+
+
+@pytest.mark.parametrize("n", [64, 1000])
+@pytest.mark.parametrize("pe", [(0, 0), (3, 7)], ids=["own-slice", "far-cube"])
+def test_an_atomic_is_a_dma_read_then_a_dma_write(make_topology, model, new_device, n, pe):
+    """One contiguous run: the read DMA (as a load, the analytic PeDmaMsg read including the
+    dispatch), the operand read from TCM, then the write DMA (as a store, without a second
+    dispatch); the call returns when the write has committed. Under both transfer models."""
+    topo = make_topology(2, 2, model=model)
+    spec = topo.spec.hw.pe
+    dispatch = spec.cpu_overhead_ns + spec.scheduler_overhead_ns
+    index_ns = 2 * dispatch  # arange, pointer + offsets
+    nbytes = 4 * n
+    dev = new_device(topo)
+    x = dev.tensor(np.arange(n, dtype=np.float32), placement=Placement.single(0, 0))
+    addr = x.shards[0].copies[(0, 0)]
+    read = formula(topo, PeDmaMsg(0, *pe, addr, nbytes, op="read")).total_ns
+    write = formula(topo, PeDmaMsg(0, *pe, addr, nbytes, op="write")).total_ns
+    got = busy(dev, atomic_all, x, N=n, pe=pe)
+    expected = index_ns + read + nbytes / spec.tcm_read_bw_gbs + (write - dispatch)
+    assert expected > index_ns + dispatch + nbytes / spec.tcm_write_bw_gbs  # not TCM-bound
+    assert got == pytest.approx(expected, rel=1e-9)
+    np.testing.assert_array_equal(x.numpy(), np.arange(n, dtype=np.float32) + 1)
+    dma = {c.name.rsplit(".", 1)[1]: c for c in dev.system.dma_channels}
+    assert dma["read"].bytes == nbytes and dma["write"].bytes == nbytes

@@ -1,8 +1,10 @@
 """Triton tutorial kernels run unchanged (apart from the import) and match NumPy.
 
-``add_kernel``, ``softmax_kernel`` and ``matmul_kernel`` follow Triton's tutorials 01 (vector
-add), 02 (fused softmax) and 03 (matrix multiplication) line by line; only ``import
-triton.language as tl`` / ``@triton.jit`` became ``import kernbench.lang as tl`` / ``@tl.jit``.
+``add_kernel``, ``softmax_kernel``, ``matmul_kernel`` and ``_layer_norm_fwd_fused`` follow
+Triton's tutorials 01 (vector add), 02 (fused softmax), 03 (matrix multiplication) and 05
+(layer norm, forward) line by line; only ``import triton.language as tl`` / ``@triton.jit``
+became ``import kernbench.lang as tl`` / ``@tl.jit`` (and, in 05, ``1 / tl.sqrt`` became
+``tl.rsqrt``). Two variants of tutorial 02 use ``tl.softmax``, block pointers and ``tl.exp2``.
 The other kernels cover the remaining dtypes and calls. Expected values come from NumPy, sizes
 are not multiples of the blocks (so masks matter), and the same kernels run on one PE and
 spread over several PEs and cubes with tensors in every kind of placement.
@@ -168,6 +170,143 @@ def test_fused_softmax_matches_numpy(
     got = y.numpy()
     np.testing.assert_allclose(got, numpy_softmax(x), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got.sum(axis=1), np.ones(n_rows), rtol=1e-5)
+
+
+# -- tutorial 02 with the rest of the language --------------------------------------------
+@tl.jit
+def softmax_kernel_tl(
+    output_ptr, input_ptr, input_row_stride, output_row_stride, n_rows, n_cols,
+    BLOCK_SIZE: tl.constexpr, num_stages: tl.constexpr,
+):  # fmt: skip
+    """Tutorial 02 with its body replaced by ``tl.softmax``."""
+    row_start = tl.program_id(0)
+    row_step = tl.num_programs(0)
+    for row_idx in tl.range(row_start, n_rows, row_step, num_stages=num_stages):
+        col_offsets = tl.arange(0, BLOCK_SIZE)
+        mask = col_offsets < n_cols
+        row = tl.load(input_ptr + row_idx * input_row_stride + col_offsets, mask=mask,
+                      other=-float("inf"))  # fmt: skip
+        tl.store(output_ptr + row_idx * output_row_stride + col_offsets, tl.softmax(row),
+                 mask=mask)  # fmt: skip
+
+
+@tl.jit
+def softmax_rows_kernel(output_ptr, input_ptr, n_rows, n_cols, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr):  # fmt: skip
+    """BLOCK_M rows per program through block pointers (ragged in both dimensions), the
+    exponential as ``exp2`` of a log2(e)-scaled argument, as fast softmax kernels write it."""
+    pid = tl.program_id(0)
+    src = tl.make_block_ptr(
+        base=input_ptr, shape=(n_rows, n_cols), strides=(n_cols, 1),
+        offsets=(pid * BLOCK_M, 0), block_shape=(BLOCK_M, BLOCK_N), order=(1, 0),
+    )  # fmt: skip
+    x = tl.load(src, boundary_check=(0, 1), padding_option="zero")
+    cols = tl.arange(0, BLOCK_N)
+    x = tl.where(cols[None, :] < n_cols, x, -float("inf"))
+    z = (x - tl.max(x, axis=1, keep_dims=True)) * 1.4426950408889634  # log2(e)
+    num = tl.exp2(z)
+    out = num / tl.sum(num, axis=1, keep_dims=True)
+    dst = tl.make_block_ptr(output_ptr, (n_rows, n_cols), (n_cols, 1), (pid * BLOCK_M, 0),
+                            (BLOCK_M, BLOCK_N), (1, 0))  # fmt: skip
+    tl.store(dst, out, boundary_check=(0, 1))
+
+
+@pytest.mark.parametrize("variant", ["tl.softmax", "block pointers + exp2"])
+def test_softmax_variants_match_numpy(topo2x2, new_device, variant):
+    rng = np.random.default_rng(21)
+    n_rows, n_cols = 45, 37
+    x = (rng.standard_normal((n_rows, n_cols)) * 4).astype(np.float32)
+    dev = new_device(topo2x2)
+    tx = dev.tensor(x, placement="row")
+    y = dev.zeros(x.shape, "fp32", placement="row")
+    if variant == "tl.softmax":
+        dev.launch(softmax_kernel_tl, (8, 1, 1), y, tx, tx.stride(0), y.stride(0), n_rows,
+                   n_cols, next_power_of_2(n_cols), 2)  # fmt: skip
+    else:
+        dev.launch(softmax_rows_kernel, (tl.cdiv(n_rows, 8),), y, tx, n_rows, n_cols,
+                   BLOCK_M=8, BLOCK_N=next_power_of_2(n_cols))  # fmt: skip
+    dev.synchronize()
+    np.testing.assert_allclose(y.numpy(), numpy_softmax(x), rtol=1e-5, atol=1e-7)
+
+
+# -- tutorial 05: layer norm (forward) -----------------------------------------------------
+@tl.jit
+def _layer_norm_fwd_fused(
+    X,  # pointer to the input
+    Y,  # pointer to the output
+    W,  # pointer to the weights
+    B,  # pointer to the biases
+    Mean,  # pointer to the mean
+    Rstd,  # pointer to the 1/std
+    stride,  # how much to increase the pointer when moving by 1 row
+    N,  # number of columns in X
+    eps,  # epsilon to avoid division by zero
+    BLOCK_SIZE: tl.constexpr,
+):
+    # Map the program id to the row of X and Y it should compute.
+    row = tl.program_id(0)
+    Y += row * stride
+    X += row * stride
+    # Compute mean
+    mean = 0
+    _mean = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    for off in range(0, N, BLOCK_SIZE):
+        cols = off + tl.arange(0, BLOCK_SIZE)
+        a = tl.load(X + cols, mask=cols < N, other=0.0).to(tl.float32)
+        _mean += a
+    mean = tl.sum(_mean, axis=0) / N
+    # Compute variance
+    _var = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    for off in range(0, N, BLOCK_SIZE):
+        cols = off + tl.arange(0, BLOCK_SIZE)
+        x = tl.load(X + cols, mask=cols < N, other=0.0).to(tl.float32)
+        x = tl.where(cols < N, x - mean, 0.0)
+        _var += x * x
+    var = tl.sum(_var, axis=0) / N
+    rstd = tl.rsqrt(var + eps)
+    # Write mean / rstd
+    tl.store(Mean + row, mean)
+    tl.store(Rstd + row, rstd)
+    # Normalize and apply linear transformation
+    for off in range(0, N, BLOCK_SIZE):
+        cols = off + tl.arange(0, BLOCK_SIZE)
+        mask = cols < N
+        w = tl.load(W + cols, mask=mask)
+        b = tl.load(B + cols, mask=mask)
+        x = tl.load(X + cols, mask=mask, other=0.0).to(tl.float32)
+        x_hat = (x - mean) * rstd
+        y = x_hat * w + b
+        # Write output
+        tl.store(Y + cols, y, mask=mask)
+
+
+@pytest.mark.parametrize("placement, pes", [(None, [(0, 0)]), ("row", None)], ids=["one-pe", "row"])
+def test_tutorial_layer_norm_forward_matches_numpy(topo2x2, new_device, placement, pes):
+    """Tutorial 05's test: fp16 x, w and b, fp32 statistics; N is not a multiple of the block,
+    so each row takes several masked blocks."""
+    rng = np.random.default_rng(22)
+    M, N, eps = 24, 300, 1e-5
+    x = (-2.3 + 0.5 * rng.standard_normal((M, N))).astype(np.float16)
+    w = rng.random(N).astype(np.float16)
+    b = rng.random(N).astype(np.float16)
+    dev = new_device(topo2x2)
+    tx, tw, tb = dev.tensor(x, placement=placement), dev.tensor(w), dev.tensor(b)
+    y = dev.empty((M, N), "fp16", placement=placement)
+    mean = dev.empty(M, "fp32")
+    rstd = dev.empty(M, "fp32")
+    dev.launch(_layer_norm_fwd_fused, (M,), tx, y, tw, tb, mean, rstd, tx.stride(0), N, eps,
+               BLOCK_SIZE=128, pes=pes)  # fmt: skip
+    dev.synchronize()
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=1)
+    inv = 1 / np.sqrt(x64.var(axis=1) + eps)
+    ref = (x64 - mu[:, None]) * inv[:, None] * w.astype(np.float64) + b.astype(np.float64)
+    np.testing.assert_allclose(mean.numpy(), mu, rtol=1e-6)
+    np.testing.assert_allclose(rstd.numpy(), inv, rtol=1e-5)
+    # y is computed in fp32 (fp32 x_hat times fp16 w is fp32, as in Triton), then rounded
+    # once to fp16: half an fp16 ulp
+    got = y.numpy().astype(np.float64)
+    assert (np.abs(got - ref) <= np.abs(ref) * 2.0**-11 * 1.01 + 1e-6).all()
 
 
 # -- tutorial 03: matrix multiplication ----------------------------------------------------
