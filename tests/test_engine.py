@@ -11,6 +11,7 @@ form under both, and the contention bounds hold under both; the one flit-level o
 (bursts of one pseudo-channel served one after another) is the flit model's alone.
 """
 
+import numpy as np
 import pytest
 
 from kernbench.core.errors import SimulationError
@@ -446,3 +447,16 @@ def test_deadlock_after_traffic_drains(system, topo2x2):
     with pytest.raises(SimulationError, match="deadlock"):
         system.run_until(system.sim.event())
     assert done.triggered and done.value.ok
+
+
+def test_a_dma_write_without_data_writes_zeros(make_topology, model):
+    """``System.dma`` runs may carry no bytes (``None``), as a message may have no data: the
+    run is written as zeros, under both models."""
+    topo = make_topology(2, 2, model=model)
+    sys_ = System(topology=topo)
+    addr = topo.address.hbm(0, 1, 3, 4096)
+    sys_.memory.write(addr, np.full(300, 7, np.uint8))
+    ev = sys_.dma(topo.pe_dma(0, 0, 0), "write", [(addr, 100, None), (addr + 200, 100, None)], 0)
+    sys_.run_until(ev)
+    got = sys_.memory.read(addr, 300)
+    assert (got[:100] == 0).all() and (got[100:200] == 7).all() and (got[200:] == 0).all()

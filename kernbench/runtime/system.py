@@ -34,6 +34,7 @@ from kernbench.sim.observer import Observer
 from kernbench.sim.transfer import Fabric, Heads, TransferModel
 from kernbench.topology import NodeKind, SystemSpec, Topology
 from kernbench.topology.graph import Node
+from kernbench.topology.topology import Route
 
 # One address run of a DMA: (address, bytes, data to write or None).
 DmaRun = tuple[int, int, np.ndarray | None]
@@ -263,7 +264,9 @@ class System:
         total = sum(r[1] for r in runs)
         dma_id = self.sim.next_id()
         groups: dict[int, list[int]] = {}
-        for i, (addr, size, _data) in enumerate(runs):
+        raw: list[np.ndarray | None] = []
+        for i, (addr, size, data) in enumerate(runs):
+            raw.append(self._check_size(size, data))
             loc = self.topology.address.decode_hbm(addr, size)
             ctrl = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
             groups.setdefault(ctrl.id, []).append(i)
@@ -284,9 +287,13 @@ class System:
                     _heads: Heads, group_id: int = group_id, idx: list[int] = idx, ctrl=ctrl
                 ) -> None:
                     for i in idx:
-                        addr, size, data = runs[i]
+                        addr, size, _data = runs[i]
                         if op == "write":
-                            self.memory.write(addr, self._check_size(size, data))
+                            data = raw[i]
+                            if data is None:  # no bytes given: zeros, as a message's fill
+                                self.memory.fill(addr, size, 0)
+                            else:
+                                self.memory.write(addr, data)
                             results[i] = Completion(group_id, True, grant, self.now, size)
                         else:
                             results[i] = Completion(
@@ -307,9 +314,7 @@ class System:
                     self.transfers.write(group_id, self.topology.route(src, ctrl_node), spans,
                                          ctrl, moved)  # fmt: skip
                 else:
-                    request = self.topology.route(src, ctrl_node)
-                    key = self.topology.flow_key(src, ctrl_node)
-                    response = self.topology.route(ctrl_node, src, key)
+                    request, response = self._read_routes(src, ctrl_node)
                     self.transfers.read(group_id, request, response, spans, ctrl, moved)
 
         self._on_channel(src, op, at_ns, dma_id, total, body, done)
@@ -401,6 +406,11 @@ class System:
             t += n.overhead_ns
         return hops, t
 
+    def _read_routes(self, src: Node, ctrl: Node) -> tuple[Route, Route]:
+        """A read's request route and its response route (on the request's UCIe key)."""
+        topo = self.topology
+        return topo.route(src, ctrl), topo.route(ctrl, src, topo.flow_key(src, ctrl))
+
     def _route_hops(self, nodes: tuple[int, ...], heads: list[float], base_ns: float) -> list[Hop]:
         names = self.topology.graph.nodes
         return [Hop(names[n].name, t - base_ns) for n, t in zip(nodes, heads, strict=True)]
@@ -452,8 +462,7 @@ class System:
         loc = self.topology.address.decode_hbm(addr, size_bytes)
         ctrl_node = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
         ctrl = self.hbm_controller(ctrl_node)
-        request = self.topology.route(src, ctrl_node)
-        response = self.topology.route(ctrl_node, src, self.topology.flow_key(src, ctrl_node))
+        request, response = self._read_routes(src, ctrl_node)
         self.in_flight[msg_id] = f"read #{msg_id} from {ctrl_node.name}"
 
         def arrived(heads: Heads) -> None:

@@ -87,6 +87,7 @@ class WireEngine:
         edge_length_mm: Sequence[float],
         node_overhead_ns: Sequence[float],
         node_store_forward: Sequence[bool],
+        stats: LinkStats | None = None,
     ):
         self.sim = sim
         ns_per_mm = sim.spec.ns_per_mm
@@ -95,7 +96,7 @@ class WireEngine:
         self.free_at = [0.0] * len(edge_bw_gbs)
         self.overhead_ns = list(node_overhead_ns)
         self.store_forward = list(node_store_forward)
-        self.stats = LinkStats(len(edge_bw_gbs), self.ns_per_byte)
+        self.stats = stats or LinkStats(len(edge_bw_gbs), self.ns_per_byte)
         self.observer = sim.observer
         # Finished spans: (edge, msg id, start, end, bytes, flits, busy_ns, wait_ns, arrive_ns).
         self.spans: list[tuple[int, int, float, float, int, int, float, float, float]] = []
@@ -107,10 +108,7 @@ class WireEngine:
 
     # -- starting a transfer ---------------------------------------------------------------
     def _count(self, tr: Transfer) -> None:
-        st = self.stats
-        for e in tr.edges:
-            st.bytes[e] += tr.size_bytes
-            st.flits[e] += tr.n_flits
+        self.stats.count(tr.edges, tr.size_bytes, tr.n_flits)
 
     def inject(self, tr: Transfer) -> None:
         """All flits are ready at the source now; they enter the first edge back to back."""
@@ -248,8 +246,8 @@ class FlitModel(TransferModel):
             edge_length_mm=fabric.edge_length_mm,
             node_overhead_ns=fabric.node_overhead_ns,
             node_store_forward=fabric.node_store_forward,
+            stats=self.stats,
         )
-        self.stats = self.engine.stats
         self.spans = self.engine.spans
 
     def close_spans(self) -> None:

@@ -229,7 +229,7 @@ class FluidModel(TransferModel):
         if self.observer.enabled:
             st = self.stats
             for e, b, k in zip(leg.edges, leg.edge_bytes, leg.edge_flits, strict=True):
-                st.bytes[e] += b
+                st.bytes[e] += b  # a read's request edges carry fewer bytes than its data edges
                 st.flits[e] += k
         # All of a leg's bytes are ready at its source at once: the first edge serves the
         # legs of its source one after the other, each at the edge's full rate (as the flit
