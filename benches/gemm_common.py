@@ -54,6 +54,8 @@ def check_gemm_params(p: Any) -> None:
     """Shape, tiles and dtype of any GEMM bench's parameters (``__post_init__``)."""
     for key in ("m", "k", "n", "block_m", "block_k", "block_n"):
         _positive(key, getattr(p, key))
+    if p.num_stages is not None:
+        _positive("num_stages", p.num_stages)
     if p.dtype not in DTYPES:
         raise BenchError(f"bench.dtype: must be one of {', '.join(DTYPES)}, got {p.dtype!r}")
 
@@ -70,6 +72,8 @@ class GemmParams:
     block_k: int = 64
     block_n: int = 32
     seed: int = 0
+    # Loads in flight per load of the K loop (Triton's num_stages); None: sim.num_stages.
+    num_stages: int | None = None
 
     def __post_init__(self) -> None:
         check_gemm_params(self)
@@ -242,15 +246,26 @@ class DeviceShape:
         return [(c, i) for c in range(self.cubes) for i in range(self.pes_per_cube)]
 
 
-def tile_tcm_bytes(p: GemmParams, carries: bool = False) -> dict[str, int]:
-    """The TCM a program of the matmul kernels holds at its peak, by part (``total``).
+def stages_of(spec: SystemSpec, p: GemmParams) -> int:
+    """The pipelining depth the GEMM's launch runs with."""
+    return spec.sim.num_stages if p.num_stages is None else p.num_stages
 
-    ``matmul_tile`` keeps the accumulator (fp32 / int32) and the last A and B tiles alive;
-    ``tl.dot`` makes the new accumulator while the old one lives, and from the second K step on
-    a new A (B) tile is loaded while the previous one lives: the peak is ``acc + a + b`` plus
-    the largest of them (``acc`` with a single K step). A kernel that carries the previous
-    tile's accumulator and output block (``Layout.carries_tiles``) holds those on top. Blocks
-    are full ``BLOCK`` sizes even at ragged edges (masked loads).
+
+def tile_tcm_bytes(p: GemmParams, carries: bool = False, buffers: int = 1) -> dict[str, int]:
+    """The TCM a PE running the matmul kernels holds at its peak, by part (``total``).
+
+    Blocking (``buffers`` = 1): ``matmul_tile`` keeps the accumulator (fp32 / int32) and the
+    last A and B tiles alive; ``tl.dot`` makes the new accumulator while the old one lives, and
+    from the second K step on a new A (B) tile is loaded while the previous one lives: the peak
+    is ``acc + a + b`` plus the largest of them (``acc`` with a single K step).
+
+    Pipelined, each of the two loads holds ``buffers`` tiles (``num_stages``, or fewer when the
+    PE loads fewer tiles than that: :func:`pipeline_buffers`) and ``tl.dot`` two accumulators:
+    ``buffers * (a + b) + 2 acc``.
+
+    A kernel that carries the previous tile's accumulator and output block
+    (``Layout.carries_tiles``) holds those on top. Blocks are full ``BLOCK`` sizes even at
+    ragged edges (masked loads).
     """
     size_in = dtype_of(p.dtype).itemsize
     acc_size = dtype_of("int32" if p.dtype == "int8" else "fp32").itemsize
@@ -258,13 +273,25 @@ def tile_tcm_bytes(p: GemmParams, carries: bool = False) -> dict[str, int]:
     a = p.block_m * p.block_k * size_in
     b = p.block_k * p.block_n * size_in
     steps = -(-p.k // p.block_k)
-    parts = {"accumulator": acc, "A tile": a, "B tile": b}
-    parts["second copy"] = acc if steps == 1 else max(acc, a, b)
+    if buffers > 1:
+        parts = {"accumulators": 2 * acc, "A tiles": buffers * a, "B tiles": buffers * b}
+    else:
+        parts = {"accumulator": acc, "A tile": a, "B tile": b}
+        parts["second copy"] = acc if steps == 1 else max(acc, a, b)
     if carries:
         out = p.block_m * p.block_n * dtype_of(OUT_DTYPE[p.dtype]).itemsize
         parts["previous tile"] = acc + out
     parts["total"] = sum(parts.values())
     return parts
+
+
+def pipeline_buffers(p: GemmParams, stages: int, tiles_on_pe: int) -> int:
+    """Tiles each load of the K loop holds on a PE that computes ``tiles_on_pe`` output tiles
+    with ``stages`` (a load site's buffers last the whole launch): ``stages``, or every tile
+    the PE loads if that is fewer; 1 when the PE runs blocking."""
+    if stages <= 1:
+        return 1
+    return min(stages, -(-p.k // p.block_k) * tiles_on_pe)
 
 
 def hbm_bytes_per_slice(
@@ -322,7 +349,8 @@ def check_gemm_fits(
     this machine's memory: before its data are made, deployed or simulated. Cheap checks come
     first; the tiles of a layout are listed only for a kernel that carries tiles."""
     hw = spec.hw
-    _check_tcm(p, tile_tcm_bytes(p), hw.pe.tcm_bytes)
+    stages = stages_of(spec, p)
+    _check_tcm(p, tile_tcm_bytes(p, buffers=pipeline_buffers(p, stages, 1)), hw.pe.tcm_bytes)
     shape = f"{p.m}x{p.k} @ {p.k}x{p.n} {p.dtype} GEMM"
     dims_key = _largest(p, ("m", "k", "n"))
     smaller_dims = "use smaller bench.m, bench.k or bench.n"
@@ -354,9 +382,13 @@ def check_gemm_fits(
             f"more than this machine has ({_size(have)}); use smaller bench.m, bench.k or "
             "bench.n"
         )
+    few_steps = stages > 1 and -(-p.k // p.block_k) < stages
     for layout in layouts:
-        if layout.carries_tiles and max(map(len, layout.tiles.values())) > 1:
-            _check_tcm(p, tile_tcm_bytes(p, carries=True), hw.pe.tcm_bytes)
+        if layout.carries_tiles or few_steps:  # TCM that depends on the tiles per PE
+            most = max(map(len, layout.tiles.values()))
+            carries = layout.carries_tiles and most > 1
+            buffers = pipeline_buffers(p, stages, most)
+            _check_tcm(p, tile_tcm_bytes(p, carries, buffers), hw.pe.tcm_bytes)
 
 
 def _check_tcm(p: GemmParams, tcm: dict[str, int], capacity: int) -> None:
@@ -368,7 +400,7 @@ def _check_tcm(p: GemmParams, tcm: dict[str, int], capacity: int) -> None:
         f"{p.block_m}x{p.block_k}x{p.block_n} (block_m x block_k x block_n) hold "
         f"{_size(tcm['total'])} of TCM at once ({parts}), more than a PE has "
         f"(hw.pe.tcm_bytes = {_size(capacity)}); use smaller bench.block_m, bench.block_k or "
-        "bench.block_n"
+        "bench.block_n" + (", or fewer stages (bench.num_stages)" if "A tiles" in tcm else "")
     )
 
 
@@ -425,7 +457,7 @@ def gemm_program(p: GemmParams, layout_of: Callable[[Device], Layout]) -> Callab
             layout.kernel, (layout.grid,), ta, tb, tc, p.m, p.n, p.k,
             *ta.stride(), *tb.stride(), *tc.stride(),
             pes=layout.pes, BLOCK_M=p.block_m, BLOCK_N=p.block_n, BLOCK_K=p.block_k,
-            **layout.meta,
+            num_stages=stages_of(dev.system.spec, p), **layout.meta,
         )  # fmt: skip
         dev.synchronize()
         t1 = dev.now

@@ -3,16 +3,30 @@ module is shared by every System built on it; each test builds its own System (i
 
 import pytest
 
+from kernbench.hw import HwSpec
+from kernbench.hw.pe import PeSpec
 from kernbench.sim.spec import MODELS, SimSpec
 from kernbench.topology import SystemSpec, Topology, TopologySpec
 
 
-def build_topology(mesh_w: int, mesh_h: int, sips: int = 1, model: str = "flit") -> Topology:
+def build_topology(
+    mesh_w: int,
+    mesh_h: int,
+    sips: int = 1,
+    model: str = "flit",
+    num_stages: int = 1,
+    dma_outstanding: int = 1,
+) -> Topology:
+    """A topology of the given shape and transfer model. Kernels on it run blocking by default
+    (``num_stages=1``, ``dma_outstanding=1``: every call completes before the next), the mode
+    whose timings the kernel tests derive in closed form; the PE pipeline's own tests ask for
+    more."""
     name = f"{mesh_w}x{mesh_h}" if sips == 1 else f"{sips}s{mesh_w}x{mesh_h}"
     return Topology(
         SystemSpec(
             topology=TopologySpec(name=name, sips=sips, mesh_w=mesh_w, mesh_h=mesh_h),
-            sim=SimSpec(model=model),
+            hw=HwSpec(pe=PeSpec(dma_outstanding=dma_outstanding)),
+            sim=SimSpec(model=model, num_stages=num_stages),
         )
     )
 
@@ -20,7 +34,7 @@ def build_topology(mesh_w: int, mesh_h: int, sips: int = 1, model: str = "flit")
 @pytest.fixture(scope="session")
 def make_topology():
     """Build a fresh topology of any shape and transfer model:
-    ``make_topology(mesh_w, mesh_h, sips=1, model="flit")``."""
+    ``make_topology(mesh_w, mesh_h, sips=1, model="flit", num_stages=1, dma_outstanding=1)``."""
     return build_topology
 
 

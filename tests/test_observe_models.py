@@ -310,8 +310,9 @@ def test_slices_of_a_track_take_as_few_lanes_as_they_need_and_never_overlap(mode
         sort = {s for _lane, s in used}
         assert sorted(lane for lane, _s in used) == list(range(1, depth + 1)), base
         assert len(sort) == 1, base  # every lane sorts with its track
-    if model == "flit":
-        assert all(len(used) == 1 for used in lanes.values())
+    if model == "flit":  # flits of a link or an HBM channel never overlap; DMAs of a channel
+        # may (hw.pe.dma_outstanding of them in flight)
+        assert all(len(used) == 1 for base, used in lanes.items() if ".dma." not in base)
     assert dict(link_bytes) == {e: b for e, b in enumerate(system["links"]["bytes"]) if b}
 
 

@@ -39,6 +39,7 @@ with its own compute (every call except ``tl.store`` blocks the program until it
 from dataclasses import dataclass
 from typing import ClassVar
 
+from kernbench.core.errors import ConfigError
 from kernbench.core.specs import check_non_negative, check_positive, param
 from kernbench.sim.observer import Observer
 
@@ -55,6 +56,9 @@ class PeSpec:
     gemm_tflops_fp16: float = param(8.0, "pe_gemm fp16 peak, TFLOP/s (fp32 at half rate)")
     gemm_fill_drain_ns: float = param(8.0, "pe_gemm pipeline fill + drain per tl.dot, ns")
     math_tflops: float = param(1.0, "pe_math elementwise / reduction throughput, TFLOP/s")
+    dma_outstanding: int = param(
+        4, "DMAs a PE's read (write) channel keeps in flight at once, in issue order"
+    )
 
     def __post_init__(self) -> None:
         check_non_negative(self, "cpu_overhead_ns", "scheduler_overhead_ns", "gemm_fill_drain_ns")
@@ -65,7 +69,13 @@ class PeSpec:
             "tcm_write_bw_gbs",
             "gemm_tflops_fp16",
             "math_tflops",
+            "dma_outstanding",
         )
+        if isinstance(self.dma_outstanding, bool) or not isinstance(self.dma_outstanding, int):
+            raise ConfigError(
+                f"{self.KEY}.dma_outstanding",
+                f"must be a positive integer, got {self.dma_outstanding!r}",
+            )
 
     @property
     def dispatch_ns(self) -> float:

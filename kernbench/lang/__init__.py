@@ -14,7 +14,7 @@ weak (as constexprs); ``dot`` accumulates in fp32 (int32 for int8); a kernel run
 
 import builtins
 import math as _pymath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -211,13 +211,33 @@ def static_range(*args: int) -> builtins.range:
 
 
 def range(  # noqa: A001 - Triton's name
-    arg1: int, arg2: int | None = None, step: int | None = None, **_hints: Any
-) -> builtins.range:
-    """A loop range, as ``tl.range``; ``num_stages`` and the other pipelining hints have no
-    effect (a kernel does not overlap its DMA with its compute)."""
+    arg1: int,
+    arg2: int | None = None,
+    step: int | None = None,
+    num_stages: int | None = None,
+    **_hints: Any,
+) -> Iterable[int]:
+    """A loop range, as ``tl.range``. ``num_stages`` sets the pipelining depth of the loads in
+    the loop's body (buffers per load; 1 = each load blocks), in place of the launch's; the
+    other hints (``loop_unroll_factor``, ``warp_specialize``, ...) have no effect."""
     if arg2 is None:
-        return builtins.range(arg1)
-    return builtins.range(arg1, arg2, 1 if step is None else step)
+        r = builtins.range(arg1)
+    else:
+        r = builtins.range(arg1, arg2, 1 if step is None else step)
+    if num_stages is None:
+        return r
+    if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
+        raise KernelError(f"tl.range: num_stages must be a positive integer, got {num_stages!r}")
+    return _staged(r, num_stages)
+
+
+def _staged(r: builtins.range, depth: int) -> Iterator[int]:
+    prog = _program()
+    previous = prog.stages(depth)
+    try:
+        yield from r
+    finally:
+        prog.stages(previous)
 
 
 def assume(_condition: Any) -> None:
@@ -289,8 +309,8 @@ def zeros(shape: Any, dtype: Any = float32) -> Block:
     shape = _check_shape("zeros", shape)
     _reserve("zeros", shape, np.dtype(dtype))
     value = np.zeros(shape, np.dtype(dtype))
-    _program().compute("zeros", value.size, value.nbytes)
-    return Block(value, tcm=True, what="tl.zeros")
+    ready = _program().compute("zeros", value.size, value.nbytes, ())
+    return Block(value, tcm=True, what="tl.zeros", ready=ready)
 
 
 def full(shape: Any, value: Scalar, dtype: Any) -> Block:
@@ -298,8 +318,8 @@ def full(shape: Any, value: Scalar, dtype: Any) -> Block:
     shape = _check_shape("full", shape)
     _reserve("full", shape, np.dtype(dtype))
     arr = np.full(shape, value, np.dtype(dtype))
-    _program().compute("full", arr.size, arr.nbytes)
-    return Block(arr, tcm=True, what="tl.full")
+    ready = _program().compute("full", arr.size, arr.nbytes, ())
+    return Block(arr, tcm=True, what="tl.full", ready=ready)
 
 
 def zeros_like(input: Block) -> Block:
@@ -355,8 +375,9 @@ def dot(a: Block, b: Block, acc: Block | None = None, **_options: Any) -> Block:
     if acc is not None:
         out = (out + acc.value).astype(np.result_type(out_dt, acc.dtype))
     prog = _program()
-    prog.gemm(m, n, k, a.value.nbytes + b.value.nbytes, a.dtype == np.float32)
-    return Block(out, tcm=True, what="tl.dot")
+    inputs = (a, b) if acc is None else (a, b, acc)
+    ready = prog.gemm(m, n, k, a.value.nbytes + b.value.nbytes, a.dtype == np.float32, inputs)
+    return Block(out, tcm=True, what="tl.dot", ready=ready)
 
 
 # -- shape ---------------------------------------------------------------------------------
@@ -400,9 +421,7 @@ def reshape(input: Block, *shape: Any, can_reorder: bool = False) -> Block:
         raise KernelError(
             f"tl.reshape: cannot reshape a {_shape_str(input.shape)} block to {tuple(new)}"
         ) from None
-    view = Block(out)
-    view._base = input
-    return view
+    return input._view(out)
 
 
 def view(input: Block, *shape: Any) -> Block:
@@ -448,7 +467,7 @@ def send(value: Any, dst: Any) -> None:
     slot-sized chunk (docs/collectives.md)."""
     if not isinstance(value, Block):
         value = Block(np.asarray(value))
-    _program().send(dst, value.value)
+    _program().send(dst, value.value, value.ready)
 
 
 def recv(src: Any) -> Block:

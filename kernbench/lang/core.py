@@ -41,15 +41,25 @@ def _shape_str(shape: Sequence[int]) -> str:
 
 class Block:
     """A block of values in a kernel. ``tcm`` blocks hold data and occupy the PE's TCM while
-    they are alive; index and mask blocks do not (they live in address-generator registers)."""
+    they are alive; index and mask blocks do not (they live in address-generator registers).
 
-    __slots__ = ("value", "_tcm", "_prog", "_base")
+    ``ready`` is the simulated time at which the block's value exists on the PE (the end of the
+    call that made it): a pipelined PE issues calls before their operands are ready
+    (docs/kernels.md, "The PE pipeline"). A block from an asynchronous ``tl.load`` is
+    *pending* until its value is first read: reading it waits for the DMA."""
 
-    def __init__(self, value: np.ndarray, tcm: bool = False, what: str = "block"):
-        self.value = value
+    __slots__ = ("_value", "_tcm", "_prog", "_base", "ready", "_load", "_stage")
+
+    def __init__(
+        self, value: np.ndarray, tcm: bool = False, what: str = "block", ready: float = 0.0
+    ):
+        self._value = value
         self._tcm = 0
         self._prog = None
         self._base = None
+        self._load = None
+        self._stage = None
+        self.ready = ready
         if tcm:
             prog = _program()
             shape = _shape_str(value.shape)
@@ -57,22 +67,56 @@ class Block:
             self._tcm = value.nbytes
             self._prog = prog
 
+    @classmethod
+    def pending(cls, load: Any, placeholder: np.ndarray, what: str) -> "Block":
+        """The block of an asynchronous load: ``placeholder`` gives its shape and dtype, and
+        ``load.values()`` its value once the data have arrived (``load.ready``)."""
+        block = cls(placeholder, tcm=True, what=what)
+        block._load = block._stage = load
+        return block
+
     def __del__(self) -> None:
         if self._tcm and self._prog is not None:
-            self._prog.tcm_free(self._tcm)
+            if self._stage is not None:  # a pipelined load's buffer: its stage frees it
+                self._stage.drop(self._tcm)
+            else:
+                self._prog.tcm_free(self._tcm)
+
+    @property
+    def value(self) -> np.ndarray:
+        """The block's values (for a pending load: once its data have arrived)."""
+        load = self._load
+        if load is not None:
+            self._value = load.values()
+            self.ready = load.ready
+            self._load = None
+        return self._value
+
+    def _view(self, arr: np.ndarray) -> "Block":
+        """A block that shows this block's data differently (no data move, no time)."""
+        out = Block(np.asarray(arr), ready=self.ready)
+        out._base = self
+        return out
+
+    def root(self) -> "Block":
+        """The block whose buffer this one views (itself if it is not a view)."""
+        b = self
+        while b._base is not None:
+            b = b._base
+        return b
 
     # -- properties ------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.value.shape
+        return self._value.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.value.dtype
+        return self._value.dtype
 
     @property
     def numel(self) -> int:
-        return int(self.value.size)
+        return int(self._value.size)
 
     @property
     def is_data(self) -> bool:
@@ -107,9 +151,7 @@ class Block:
             raise KernelError(
                 f"indexing a {_shape_str(self.shape)} block with {index!r}: {exc}"
             ) from None
-        out = Block(np.asarray(view))
-        out._base = self
-        return out
+        return self._view(view)
 
     def __len__(self) -> int:
         return len(self.value)
@@ -312,8 +354,8 @@ def _charge(name: str, out: Any, inputs: Sequence[Any], ops: int | None = None) 
     out = np.asarray(out)
     data = any(isinstance(i, Block) and i.is_data for i in inputs)
     work = (out.size if ops is None else ops) if data else 0
-    _program().compute(name, work, out.nbytes if data else 0)
-    return Block(out, tcm=data, what=f"the result of {name}")
+    ready = _program().compute(name, work, out.nbytes if data else 0, inputs)
+    return Block(out, tcm=data, what=f"the result of {name}", ready=ready)
 
 
 def _c_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:

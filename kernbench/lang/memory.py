@@ -7,6 +7,7 @@ reads the touched elements, applies ``update`` to them at the memory and writes 
 (kernbench.runtime.kernel); this module decides what each lane does.
 """
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -205,10 +206,14 @@ def load(
             raise KernelError(f"tl.load: padding_option 'nan' needs a float tensor, not {dt}")
         checked = _boundary_check("load", boundary_check, len(pointer.block_shape))
         ptr, m = pointer.elements(checked)
-        values = _program().load(ptr, m)
+        post = None
         if padding_option == "nan" and m is not None and not m.all():
-            values = np.where(m, values, np.asarray(np.nan).astype(dt))
-        return Block(values, tcm=True, what="tl.load")
+            nan = np.asarray(np.nan).astype(dt)
+
+            def post(values: np.ndarray) -> np.ndarray:
+                return np.where(m, values, nan)
+
+        return _loaded(_program().load(ptr, m, _site()), post)
     if not isinstance(pointer, Pointer):
         raise KernelError(f"tl.load needs a pointer (a tensor argument + offsets), got {pointer!r}")
     if _given(boundary_check) or padding_option:
@@ -218,11 +223,31 @@ def load(
         )
     shape = pointer.shape
     m = _mask("load", mask, shape)
-    values = _program().load(pointer, m)
+    post = None
     if m is not None and other is not None and not m.all():
-        fill = np.asarray(_array(other)).astype(values.dtype)
-        values = np.where(m, values, fill)
-    return Block(values, tcm=True, what="tl.load")
+        fill = np.asarray(_array(other)).astype(pointer.target.dtype)
+
+        def post(values: np.ndarray) -> np.ndarray:
+            return np.where(m, values, fill)
+
+    return _loaded(_program().load(pointer, m, _site()), post)
+
+
+def _site() -> Any:
+    """Where in the kernel this ``tl.load`` is (the caller's code and instruction): a
+    pipelined PE keeps ``num_stages`` buffers per load site, as Triton's pipeliner does per
+    load of a loop."""
+    frame = sys._getframe(2)
+    return (frame.f_code, frame.f_lasti)
+
+
+def _loaded(result: Any, post: Any) -> Block:
+    """The block of a load: its values at once (a blocking PE), or a pending block whose first
+    read waits for the data (a pipelined PE; ``post`` is applied when they arrive)."""
+    if isinstance(result, np.ndarray):
+        return Block(result if post is None else post(result), tcm=True, what="tl.load")
+    result.post = post
+    return Block.pending(result, result.placeholder, "tl.load")
 
 
 def store(
@@ -258,7 +283,7 @@ def store(
         checked = _boundary_check("store", boundary_check, len(pointer.block_shape))
         ptr, m = pointer.elements(checked)
         data = np.broadcast_to(np.asarray(raw, dt), pointer.block_shape)
-        _program().store(ptr, data, m)
+        _program().store(ptr, data, m, value)
         return
     if not isinstance(pointer, Pointer):
         raise KernelError(
@@ -279,7 +304,7 @@ def store(
             f"tl.store: a value of shape {_shape_str(raw.shape)} does not fit the pointer block "
             f"{_shape_str(shape)}"
         ) from None
-    _program().store(pointer, data, _mask("store", mask, shape))
+    _program().store(pointer, data, _mask("store", mask, shape), value)
 
 
 # -- atomics -------------------------------------------------------------------------------

@@ -372,7 +372,9 @@ def min(  # noqa: A001 - Triton's name
 def _pair(name: str, values: np.ndarray, idx: np.ndarray, x: Block) -> tuple[Block, Block]:
     """One reduction call that yields values and their indices (both in TCM for data)."""
     first = _charge(name, values, (x,), ops=x.numel)
-    return first, Block(np.asarray(idx), tcm=x.is_data, what=f"the indices of {name}")
+    idx_block = Block(np.asarray(idx), tcm=x.is_data, what=f"the indices of {name}")
+    idx_block.ready = first.ready
+    return first, idx_block
 
 
 def argmax(input: Block, axis: int, tie_break_left: bool = True, keep_dims: bool = False) -> Block:
@@ -441,6 +443,4 @@ def expand_dims(input: Block, axis: int | Sequence[int]) -> Block:
         norm.append(int(a) % nd)
     if len(set(norm)) != len(norm):
         raise KernelError(f"tl.expand_dims: duplicate axes {tuple(norm)}")
-    view = Block(np.expand_dims(x.value, tuple(norm)))
-    view._base = x
-    return view
+    return x._view(np.expand_dims(x.value, tuple(norm)))

@@ -135,13 +135,16 @@ def build_trace(obs: Mapping[str, Any]) -> dict[str, Any]:
                         )
                     )  # fmt: skip
             else:
-                for msg, start, end, nbytes, queued in u["spans"]:
+                spans = u["spans"]
+                for (msg, start, end, nbytes, queued), busy in zip(
+                    spans, _uncovered(spans), strict=True
+                ):
                     slices.append(
                         (
                             u["group"], u["name"], 10, "dma", msg, start, end,
                             {
                                 "system": k, "msg": msg, "bytes": nbytes, "queued_ns": queued,
-                                "busy_ns": end - start,
+                                "busy_ns": busy,
                             },
                         )
                     )  # fmt: skip
@@ -219,6 +222,20 @@ def cap_note(obs: Mapping[str, Any]) -> str:
         f"was reached; {obs.get('dropped'):,} later spans were dropped. Statistics and "
         "links.csv are complete."
     )
+
+
+def _uncovered(spans: list[tuple]) -> list[float]:
+    """Per DMA span ``(msg, start, end, ...)`` of one channel, the time it adds to the
+    channel's busy time: the part of it no earlier-starting span covers. With several DMAs in
+    flight (``hw.pe.dma_outstanding``) they sum to the channel's busy time, as with one."""
+    order = sorted(range(len(spans)), key=lambda i: (spans[i][1], spans[i][2], i))
+    out = [0.0] * len(spans)
+    covered = float("-inf")
+    for i in order:
+        start, end = spans[i][1], spans[i][2]
+        out[i] = max(0.0, end - max(start, covered))
+        covered = max(covered, end)
+    return out
 
 
 def _lanes(slices: list[tuple]) -> list[int]:

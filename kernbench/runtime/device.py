@@ -54,6 +54,10 @@ class PeTiming:
         return self.end_ns - self.start_ns
 
 
+# Triton's launch options (``kernel[grid](..., num_stages=3)``), not arguments of the kernel.
+LAUNCH_OPTIONS = ("num_stages", "num_warps", "num_ctas", "maxnreg")
+
+
 @dataclass
 class Launch:
     """A kernel launch; ``done`` fires when its completion reaches the host."""
@@ -70,6 +74,7 @@ class Launch:
     end_ns: float = 0.0
     pes: list[PeTiming] = field(default_factory=list)
     failed: bool = False
+    num_stages: int = 1
 
     @property
     def total_ns(self) -> float:
@@ -315,6 +320,7 @@ class Device:
         if len(set(targets)) != len(targets):
             raise KernelError(f"launch of {name}: a PE is listed twice in pes")
         kargs = tuple(Pointer(a) if isinstance(a, Tensor) else a for a in args)
+        meta, num_stages = self._launch_options(name, kernel, meta)
         try:
             inspect.signature(kernel).bind(*kargs, **meta)
         except TypeError as exc:
@@ -331,11 +337,28 @@ class Device:
         for k, pid in enumerate(pids):
             share[used[k % len(used)]].append(pid)
         launch = Launch(
-            name, g, kargs, dict(meta), self.system, self.hub, self.now, self.system.sim.event()
-        )
+            name, g, kargs, dict(meta), self.system, self.hub, self.now, self.system.sim.event(),
+            num_stages=num_stages,
+        )  # fmt: skip
         self.launches.append(launch)
         self._start(launch, kernel, share)
         return launch
+
+    def _launch_options(
+        self, name: str, kernel: Callable[..., Any], meta: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """Split Triton's launch options from the kernel's arguments: ``num_stages`` (default
+        ``sim.num_stages``) sets the PE pipeline's depth; ``num_warps``, ``num_ctas`` and
+        ``maxnreg`` are accepted and have no effect. An option the kernel also takes as a
+        parameter (e.g. ``num_stages: tl.constexpr``) is passed on to it as well."""
+        params = inspect.signature(kernel).parameters
+        num_stages = meta.get("num_stages", self.system.spec.sim.num_stages)
+        if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
+            raise KernelError(
+                f"launch of {name}: num_stages must be a positive integer, got {num_stages!r}"
+            )
+        kept = {k: v for k, v in meta.items() if k not in LAUNCH_OPTIONS or k in params}
+        return kept, num_stages
 
     def synchronize(self) -> None:
         """Block until every launch issued so far has completed."""

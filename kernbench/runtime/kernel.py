@@ -9,7 +9,7 @@ the end. An atomic is a DMA read and then a DMA write of the same elements, and 
 the write has committed. Timing per call is the contract of :mod:`kernbench.hw.pe`.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,10 @@ from simpy.events import Event
 from kernbench.core.errors import AllocationError, KernbenchError, KernelError
 from kernbench.core.units import fmt_bytes
 from kernbench.hw.pe import Pe
-from kernbench.lang.core import Pointer
+from kernbench.lang.core import Block, Pointer
 from kernbench.runtime.hub import Hub
 from kernbench.runtime.ipcq import Ipcq
+from kernbench.runtime.stages import Rings, Stage
 from kernbench.runtime.system import DmaRun, System
 from kernbench.runtime.tensor import Tensor
 from kernbench.topology.graph import Node
@@ -57,11 +58,18 @@ class Program:
         if axis not in (0, 1, 2):
             raise KernelError(f"{self.worker.where}: grid axis must be 0, 1 or 2, got {axis!r}")
 
-    def compute(self, name: str, ops: int, nbytes: int) -> None:
-        self.worker.math(ops, nbytes)
+    def compute(self, name: str, ops: int, nbytes: int, inputs: Sequence[Any] = ()) -> float:
+        return self.worker.math(ops, nbytes, inputs)
 
-    def gemm(self, m: int, n: int, k: int, operand_bytes: int, fp32: bool) -> None:
-        self.worker.gemm(m, n, k, operand_bytes, fp32)
+    def gemm(
+        self, m: int, n: int, k: int, operand_bytes: int, fp32: bool, inputs: Sequence[Any] = ()
+    ) -> float:
+        return self.worker.gemm(m, n, k, operand_bytes, fp32, inputs)
+
+    def stages(self, depth: int) -> int:
+        """Set the pipelining depth for the loads that follow (``tl.range(...,
+        num_stages=)``); returns the previous depth."""
+        return self.worker.set_depth(depth)
 
     def tcm_alloc(self, nbytes: int, what: str) -> None:
         self.worker.tcm_alloc(nbytes, what)
@@ -69,11 +77,13 @@ class Program:
     def tcm_free(self, nbytes: int) -> None:
         self.worker.pe.tcm_used -= nbytes
 
-    def load(self, ptr: Pointer, mask: np.ndarray | None) -> np.ndarray:
-        return self.worker.load(ptr, mask, self)
+    def load(self, ptr: Pointer, mask: np.ndarray | None, site: Any = None) -> Any:
+        return self.worker.load(ptr, mask, site)
 
     def timestamp(self, name: str) -> None:
-        self.worker.marks[name] = self.worker.t
+        w = self.worker
+        # Pipelined, a mark is when every call issued so far has finished computing.
+        w.marks[name] = max(w.t, w.pe.slot_free_at) if w.depth >= 2 else w.t
 
     def pe_id(self) -> tuple[int, int, int]:
         w = self.worker
@@ -92,14 +102,19 @@ class Program:
             return found
         return self.worker.ipcq.check(peer, f"{self.worker.where}: {what}")
 
-    def send(self, dst: Any, data: np.ndarray) -> None:
-        self.worker.ipcq.send(self.worker, self._peer(dst, "tl.send"), data)
+    def send(self, dst: Any, data: np.ndarray, ready: float = 0.0) -> None:
+        w = self.worker
+        if ready > w.t:  # the block must exist before it can be read from TCM
+            w.t = ready
+        w.ipcq.send(w, self._peer(dst, "tl.send"), data)
 
     def recv(self, src: Any) -> np.ndarray:
         return self.worker.ipcq.recv(self.worker, self._peer(src, "tl.recv"))
 
-    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None) -> None:
-        self.worker.store(ptr, data, mask, self)
+    def store(
+        self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, src: Any = None
+    ) -> None:
+        self.worker.store(ptr, data, mask, src)
 
     def atomic(
         self,
@@ -109,7 +124,10 @@ class Program:
         release: bool,
         update: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
     ) -> np.ndarray:
-        return self.worker.atomic(name, ptr, mask, release, update)
+        w = self.worker
+        if w.depth >= 2:  # its operands are computed: wait for the PE's compute
+            w.t = max(w.t, w.pe.slot_free_at)
+        return w.atomic(name, ptr, mask, release, update)
 
 
 class PeWorker:
@@ -130,6 +148,8 @@ class PeWorker:
         self.end_ns = 0.0
         self.programs = 0
         self.marks: dict[str, float] = {}
+        self.depth = launch.num_stages  # loads in flight per load site; 1 = blocking
+        self.rings = Rings()
         segment = self.system.topology.address
         self._offset_bits = segment.offset_bits
         self._slice_bytes = segment.slice_bytes
@@ -150,6 +170,7 @@ class PeWorker:
         self.t = self.start_ns = self.system.now
         for pid in programs:
             g.kernel_program = Program(self, pid)
+            self.depth = self.launch.num_stages
             try:
                 kernel(*self.launch.args, **self.launch.meta)
             except (KernelError, AllocationError) as exc:
@@ -166,33 +187,87 @@ class PeWorker:
             finally:
                 g.kernel_program = None
             self.programs += 1
+        self._drain()
         for ev in self.pending:
             self.hub.wait(ev, f"{self.where}: store to be committed")
             self.t = max(self.t, self.system.now)
         self.end_ns = self.t
 
-    # -- PE-local work ---------------------------------------------------------------------
-    def math(self, ops: int, nbytes: int) -> None:
-        """A call on blocks: dispatch, then ``ops`` operations on pe_math (none for index and
-        address arithmetic, which the address generator does)."""
-        pe = self.pe
-        t = pe.dispatch(self.t)
-        self.t = pe.compute(pe.math, t, pe.spec.math_ns(ops), nbytes, 0) if ops else t
+    # -- the pipeline ------------------------------------------------------------------------
+    def set_depth(self, depth: int) -> int:
+        previous = self.depth
+        if depth < 2 <= previous:
+            self._drain()
+        self.depth = depth
+        return previous
 
-    def gemm(self, m: int, n: int, k: int, operand_bytes: int, fp32: bool) -> None:
+    def _drain(self) -> None:
+        """Empty the pipeline: every load landed and released, every call finished."""
+        free = self.rings.drain()
+        self.t = max(self.t, free, self.pe.slot_free_at)
+
+    @staticmethod
+    def _operands(t: float, inputs: Sequence[Any]) -> float:
+        """When a call issued at ``t`` has its operands: the latest of their ``ready``."""
+        for b in inputs:
+            if isinstance(b, Block) and b.ready > t:
+                t = b.ready
+        return t
+
+    @staticmethod
+    def _consumed(inputs: Sequence[Any], end_ns: float) -> None:
+        """The call that read ``inputs`` ends at ``end_ns``: a loaded buffer is in use until
+        then."""
+        for b in inputs:
+            if isinstance(b, Block):
+                stage = b.root()._stage
+                if stage is not None:
+                    stage.used_until(end_ns)
+
+    # -- PE-local work ---------------------------------------------------------------------
+    def math(self, ops: int, nbytes: int, inputs: Sequence[Any] = ()) -> float:
+        """A call on blocks: dispatch, then ``ops`` operations on pe_math (none for index and
+        address arithmetic, which the address generator does). Returns when its result is
+        ready; pipelined, the program goes on after the dispatch."""
         pe = self.pe
         t = pe.dispatch(self.t)
-        pe.tcm_read.serve(t, operand_bytes / pe.spec.tcm_read_bw_gbs, operand_bytes)
+        if self.depth < 2:
+            self.t = pe.compute(pe.math, t, pe.spec.math_ns(ops), nbytes, 0) if ops else t
+            return self.t
+        start = self._operands(t, inputs)
+        end = pe.compute(pe.math, start, pe.spec.math_ns(ops), nbytes, 0) if ops else start
+        self._consumed(inputs, end)
+        self.t = t
+        return end
+
+    def gemm(
+        self, m: int, n: int, k: int, operand_bytes: int, fp32: bool, inputs: Sequence[Any] = ()
+    ) -> float:
+        pe = self.pe
+        t = pe.dispatch(self.t)
         busy = pe.spec.gemm_ns(m, n, k, operand_bytes, fp32)
-        self.t = pe.compute(pe.gemm, t, busy, 2 * m * n * k, 0)
+        if self.depth < 2:
+            pe.tcm_read.serve(t, operand_bytes / pe.spec.tcm_read_bw_gbs, operand_bytes)
+            self.t = pe.compute(pe.gemm, t, busy, 2 * m * n * k, 0)
+            return self.t
+        start = max(self._operands(t, inputs), pe.slot_free_at)
+        pe.tcm_read.serve(start, operand_bytes / pe.spec.tcm_read_bw_gbs, operand_bytes)
+        end = pe.compute(pe.gemm, start, busy, 2 * m * n * k, 0)
+        self._consumed(inputs, end)
+        self.t = t
+        return end
 
     def tcm_alloc(self, nbytes: int, what: str) -> None:
         pe = self.pe
         if pe.tcm_used + nbytes > pe.spec.tcm_bytes:
+            held, fix = "live blocks", "use smaller tiles"
+            if self.depth >= 2:
+                held = f"live blocks and the buffers of loads in flight (num_stages={self.depth})"
+                fix = "use smaller tiles or fewer stages (num_stages)"
             raise AllocationError(
                 f"{self.where}: {what} ({fmt_bytes(nbytes)}) does not fit TCM: "
                 f"{fmt_bytes(pe.spec.tcm_bytes)} capacity (hw.pe.tcm_bytes), "
-                f"{fmt_bytes(pe.tcm_used)} held by live blocks; use smaller tiles"
+                f"{fmt_bytes(pe.tcm_used)} held by {held}; {fix}"
             )
         pe.tcm_used += nbytes
         if pe.tcm_used > pe.tcm_peak:
@@ -227,7 +302,10 @@ class PeWorker:
         mask = (1 << self._offset_bits) - 1
         return (addrs >> self._offset_bits) * 4096 + (addrs & mask) // self._slice_bytes
 
-    def load(self, ptr: Pointer, mask: np.ndarray | None, prog: Program) -> np.ndarray:
+    def load(self, ptr: Pointer, mask: np.ndarray | None, site: Any = None) -> Any:
+        """Blocking: the loaded values. Pipelined: a :class:`Stage` whose DMA is in flight."""
+        if self.depth >= 2:
+            return self._load_async(ptr, mask, site)
         tensor, idx, valid = self._elements("load", ptr, mask)
         pe = self.pe
         t = pe.dispatch(self.t)
@@ -255,6 +333,47 @@ class PeWorker:
             out[valid] = values
         return out.reshape(shape)
 
+    def _load_async(self, ptr: Pointer, mask: np.ndarray | None, site: Any) -> Any:
+        tensor, idx, valid = self._elements("load", ptr, mask)
+        shape = ptr.offsets.shape
+        if idx.size == 0:
+            self.t = self.pe.dispatch(self.t)
+            return np.zeros(shape, tensor.dtype)
+        free = self.rings.take(site, self.depth)
+        if free > self.t:
+            self.t = free
+        t = self.pe.dispatch(self.t)
+        addrs = tensor.addresses(idx, self.cube, self.index)
+        uniq, inverse = np.unique(addrs, return_inverse=True)
+        size = tensor.dtype.itemsize
+        runs = address_runs(uniq, size, self._segments(uniq))
+        dma_runs: list[DmaRun] = [(int(uniq[i]), n * size, None) for i, n in runs]
+        ev = self.system.dma(self.node, "read", dma_runs, t)
+        stage = Stage(self, ev, np.zeros(shape, tensor.dtype), inverse, valid)
+        self.rings.add(site, stage)
+        self.t = t
+        return stage
+
+    def land(self, stage: Stage) -> np.ndarray:
+        """Wait for a pipelined load's data; the program's issue stalls until they are in
+        TCM. Returns the block's values."""
+        grant, completions = self.hub.wait(stage.event, f"{self.where}: tl.load")
+        raw = np.concatenate([c.data for c in completions])
+        values = raw.view(stage.dtype)[stage.inverse]
+        pe = self.pe
+        tcm_end = pe.tcm_write.serve(grant, raw.size / pe.spec.tcm_write_bw_gbs, raw.size)
+        now = self.system.now
+        stage.ready = now if now > tcm_end else tcm_end
+        if stage.ready > self.t:
+            self.t = stage.ready
+        out = stage.placeholder.reshape(-1)
+        if stage.valid is None:
+            out[:] = values
+        else:
+            out[stage.valid] = values
+        result = out.reshape(stage.placeholder.shape)
+        return result if stage.post is None else stage.post(result)
+
     def _writable(self, op: str, tensor: Tensor) -> None:
         if any(len(s.copies) > 1 for s in tensor.shards):
             raise KernelError(
@@ -262,14 +381,20 @@ class PeWorker:
                 f"{op} into a tensor placed row- or column-wise (one copy per element)"
             )
 
-    def store(self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, prog: Program) -> None:
+    def store(
+        self, ptr: Pointer, data: np.ndarray, mask: np.ndarray | None, src: Any = None
+    ) -> None:
+        """Posted: the block is read from TCM once it exists, then written by one DMA; the
+        program goes on after the TCM read (blocking) or the dispatch (pipelined)."""
         tensor, idx, valid = self._elements("store", ptr, mask)
         self._writable("store", tensor)
         pe = self.pe
-        t = pe.dispatch(self.t)
+        t = issued = pe.dispatch(self.t)
         if idx.size == 0:
             self.t = t
             return
+        if self.depth >= 2 and isinstance(src, Block) and src.ready > t:
+            t = src.ready
         flat = data.reshape(-1)
         vals = flat if valid is None else flat[valid]
         addrs = tensor.addresses(idx, self.cube, self.index)
@@ -284,6 +409,9 @@ class PeWorker:
             (int(rev_uniq[i]), n * size, raw[i * size : (i + n) * size]) for i, n in runs
         ]
         self.pending.append(self.system.dma(self.node, "write", dma_runs, t))
+        if self.depth >= 2:
+            self._consumed((src,), t)
+            t = issued
         self.t = t
 
     def atomic(

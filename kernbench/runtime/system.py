@@ -41,18 +41,24 @@ DmaRun = tuple[int, int, np.ndarray | None]
 
 
 class DmaChannel:
-    """A capacity-1 DMA channel: requests start in issue order, one at a time.
+    """A DMA channel that keeps up to ``capacity`` DMAs in flight (``hw.pe.dma_outstanding``):
+    requests start in issue order, each as soon as fewer than ``capacity`` are in flight.
 
-    It counts the DMAs it ran, their bytes, the time it was held (start to completion) and the
+    It counts the DMAs it ran, their bytes, the time it had at least one in flight and the
     longest wait of a DMA for it; with ``sim.trace=full`` it keeps one span per DMA:
     ``(msg id, start, end, bytes, queued_ns)``.
     """
 
-    __slots__ = ("name", "busy", "waiting", "ops", "bytes", "busy_ns", "max_wait_ns", "spans")
+    __slots__ = (
+        "name", "capacity", "active", "since", "waiting", "ops", "bytes", "busy_ns",
+        "max_wait_ns", "spans",
+    )  # fmt: skip
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, capacity: int = 1) -> None:
         self.name = name
-        self.busy = False
+        self.capacity = capacity
+        self.active = 0
+        self.since = 0.0  # when ``active`` last rose from 0
         self.waiting: deque = deque()
         self.ops = 0
         self.bytes = 0
@@ -334,11 +340,15 @@ class System:
         holding it, and succeed ``done`` with ``finished``'s value when it fires."""
         channel = self._dma.get((src.id, op))
         if channel is None:
-            channel = self._dma[(src.id, op)] = DmaChannel(f"{src.name}.{op}")
+            channel = self._dma[(src.id, op)] = DmaChannel(
+                f"{src.name}.{op}", self.spec.hw.pe.dma_outstanding
+            )
 
         def start() -> None:
-            channel.busy = True
             started = self.now
+            if channel.active == 0:
+                channel.since = started
+            channel.active += 1
             queued = started - ready_ns
             if queued > channel.max_wait_ns:
                 channel.max_wait_ns = queued
@@ -347,7 +357,6 @@ class System:
             def release(ev: Event) -> None:
                 channel.ops += 1
                 channel.bytes += size_bytes
-                channel.busy_ns += self.now - started
                 if self.sim.observer.full and self.sim.observer.admit():
                     channel.spans.append((msg_id, started, self.now, size_bytes, queued))
                 done.succeed(ev.value)
@@ -357,7 +366,7 @@ class System:
             body(finished)
 
         def acquire() -> None:
-            if channel.busy:
+            if channel.active >= channel.capacity or channel.waiting:
                 channel.waiting.append(start)
             else:
                 start()
@@ -395,7 +404,9 @@ class System:
         return done
 
     def _next_dma(self, channel: DmaChannel) -> None:
-        channel.busy = False
+        channel.active -= 1
+        if channel.active == 0:
+            channel.busy_ns += self.now - channel.since
         if channel.waiting:
             channel.waiting.popleft()()
 

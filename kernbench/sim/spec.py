@@ -29,9 +29,20 @@ class SimSpec:
         "a Perfetto trace); a sweep runs with off unless sim.trace is set on the command line",
     )
     trace_max_events: int = param(2_000_000, "cap on recorded spans with trace=full, events")
+    num_stages: int = param(
+        3,
+        "default software-pipelining depth of a kernel launch, as Triton's num_stages: loads "
+        "in flight per load of a loop; 1 = every call blocks (docs/kernels.md)",
+    )
 
     def __post_init__(self) -> None:
-        check_positive(self, "flit_bytes", "ns_per_mm", "read_request_bytes", "trace_max_events")
+        check_positive(
+            self, "flit_bytes", "ns_per_mm", "read_request_bytes", "trace_max_events", "num_stages"
+        )
+        if isinstance(self.num_stages, bool) or not isinstance(self.num_stages, int):
+            raise ConfigError(
+                f"{self.KEY}.num_stages", f"must be a positive integer, got {self.num_stages!r}"
+            )
         if self.read_request_bytes > self.flit_bytes:
             raise ConfigError(
                 f"{self.KEY}.read_request_bytes",

@@ -17,7 +17,9 @@ ONE_SIP = TopologySpec(name="2x2", mesh_w=2, mesh_h=2)
 CASES = {
     "qkv_gemm": (ONE_SIP, {"m": 64, "k": 128, "n": 64}, "kernel_ns", 0.05),
     "qkv_gemm_multi_pe": (ONE_SIP, {"m": 64, "k": 128, "n": 192}, "kernel_ns", 0.05),
-    "gemm": (ONE_SIP, {"m": 128, "k": 128, "n": 128, "pes": 4}, "kernel_ns", 0.05),
+    # Pipelined loads put a PE's A and B tiles in flight together; the fluid model's single
+    # rate per flow shows there (docs/fluid-model.md, gemm-512).
+    "gemm": (ONE_SIP, {"m": 128, "k": 128, "n": 128, "pes": 4}, "kernel_ns", 0.07),
     "ipcq_allreduce": (ONE_SIP, {"scope": "cube", "size_bytes": 8192}, "allreduce_ns", 0.05),
     "ccl_allreduce": (TWO_SIPS, {"size_bytes": 4096}, None, None),
     "pe2pe": (TWO_SIPS, {"sizes": [256, 4096]}, None, None),

@@ -8,7 +8,14 @@ import dataclasses
 import pytest
 from kernbench.benches import gemm_common
 from kernbench.benches.gemm import gemm_layout
-from kernbench.benches.gemm_common import DeviceShape, hbm_bytes_per_slice, tile_tcm_bytes
+from kernbench.benches.gemm_common import (
+    DeviceShape,
+    hbm_bytes_per_slice,
+    pipeline_buffers,
+    tile_tcm_bytes,
+)
+from kernbench.benches.qkv_gemm import single_pe_layout
+from kernbench.benches.qkv_gemm_multi_pe import sharded_layout
 
 from kernbench.bench import BenchContext, get_bench
 from kernbench.core import BenchError
@@ -70,8 +77,14 @@ def test_the_predicted_tcm_peak_is_the_peak_a_run_reports(topo1x1, bench, params
     result, _ = run(bench, topo1x1, **params)
     assert result.checks["verified"]
     p = get_bench(bench).params(**params)
-    carries = bench == "qkv_gemm_multi_pe"
-    assert result.metrics["tcm_peak_bytes"] == tile_tcm_bytes(p, carries)["total"]
+    if bench == "qkv_gemm":
+        layout = single_pe_layout(p)
+    else:
+        layout = sharded_layout(p, DeviceShape(0, 1, topo1x1.spec.hw.cube.pes))
+    most = max(map(len, layout.tiles.values()))
+    carries = bench == "qkv_gemm_multi_pe" and most > 1
+    buffers = pipeline_buffers(p, topo1x1.spec.sim.num_stages, most)
+    assert result.metrics["tcm_peak_bytes"] == tile_tcm_bytes(p, carries, buffers)["total"]
 
 
 @pytest.mark.parametrize(("bench", "params"), [CASES[0], CASES[-1]])

@@ -131,7 +131,7 @@ def test_override_converts_to_the_field_type():
         (
             "+sim.foo=1",
             "sim.foo: unknown key; valid: model, flit_bytes, ns_per_mm, read_request_bytes, trace, "
-            "trace_max_events",
+            "trace_max_events, num_stages",
         ),
         ("sim.trace=loud", "sim.trace: must be one of off, summary, full, got 'loud'"),
         ("sim.trace_max_events=0", "sim.trace_max_events: must be > 0, got 0"),

@@ -15,6 +15,7 @@ import kernbench.lang as tl
 from kernbench.hw import HwSpec, PeSpec
 from kernbench.runtime import PeDmaMsg, Placement
 from kernbench.runtime.analytic import formula
+from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, Topology, TopologySpec
 
 # Every field differs from its default, so a formula that reads a default would fail.
@@ -26,17 +27,26 @@ ODD_PE = PeSpec(
     gemm_tflops_fp16=3.0,
     gemm_fill_drain_ns=5.0,
     math_tflops=0.25,
+    dma_outstanding=1,
 )
 
 
 def one_cube(pe: PeSpec) -> Topology:
+    """One cube whose kernels run blocking (num_stages=1, one DMA in flight per channel): the
+    mode these closed forms describe."""
     hw = dataclasses.replace(HwSpec(), pe=pe)
-    return Topology(SystemSpec(topology=TopologySpec(name="1x1", mesh_w=1, mesh_h=1), hw=hw))
+    return Topology(
+        SystemSpec(
+            topology=TopologySpec(name="1x1", mesh_w=1, mesh_h=1),
+            hw=hw,
+            sim=SimSpec(num_stages=1),
+        )
+    )
 
 
 @pytest.fixture(scope="module", params=["default", "odd"])
 def topo(request):
-    return one_cube(PeSpec() if request.param == "default" else ODD_PE)
+    return one_cube(PeSpec(dma_outstanding=1) if request.param == "default" else ODD_PE)
 
 
 def busy(dev, kernel, *args, pe=(0, 0), **meta) -> float:
