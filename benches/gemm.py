@@ -23,14 +23,15 @@ from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.core import BenchError
 from kernbench.runtime import Device, Placement
 
+from .gemm_autotune import run_gemm_bench
 from .gemm_common import (
     GEMM_BETTER,
     GEMM_HEADLINE,
+    DeviceShape,
     GemmParams,
     Layout,
     grid_size,
     grid_tiles,
-    run_gemm,
 )
 from .matmul_kernels import matmul_kernel
 
@@ -68,7 +69,7 @@ def pe_set(pes: int, cubes: int, per_cube: int) -> list[tuple[int, int]]:
     return [(c, i) for c in range(pes // per_cube) for i in range(per_cube)]
 
 
-def gemm_layout(p: GemmBenchParams, dev: Device) -> Layout:
+def gemm_layout(p: GemmBenchParams, dev: Device | DeviceShape) -> Layout:
     pes = pe_set(p.pes, dev.cubes, dev.pes_per_cube)
     cube_ids = tuple(sorted({c for c, _ in pes}))
     pe_ids = tuple(sorted({i for _, i in pes}))
@@ -81,4 +82,4 @@ def gemm_layout(p: GemmBenchParams, dev: Device) -> Layout:
 def gemm(ctx: BenchContext, p: GemmBenchParams) -> BenchResult:
     """A tiled GEMM of any shape, tile and dtype on 1..all PEs, against its roofline."""
     pe_set(p.pes, ctx.spec.topology.cubes, ctx.spec.hw.cube.pes)  # fail before any run
-    return run_gemm(ctx, p, lambda dev: gemm_layout(p, dev), f"gemm on {p.pes} PE(s)")
+    return run_gemm_bench(ctx, p, gemm_layout, f"gemm on {p.pes} PE(s)")

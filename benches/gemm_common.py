@@ -41,6 +41,8 @@ GEMM_BETTER = {
     "*tcm_peak_bytes": None,
     "*max_abs_err": LOWER,
     "*verified": HIGHER,
+    "*best/*": None,  # bench.autotune: the config chosen, and how many were tried
+    "*configs_tried": None,
 }
 GEMM_HEADLINE = ("latency_ns", "kernel_ns", "tflops", "roofline_ratio", "verified")
 
@@ -56,6 +58,8 @@ def check_gemm_params(p: Any) -> None:
         _positive(key, getattr(p, key))
     if p.num_stages is not None:
         _positive("num_stages", p.num_stages)
+    if not isinstance(p.autotune, bool):
+        raise BenchError(f"bench.autotune: must be true or false, got {p.autotune!r}")
     if p.dtype not in DTYPES:
         raise BenchError(f"bench.dtype: must be one of {', '.join(DTYPES)}, got {p.dtype!r}")
 
@@ -74,6 +78,9 @@ class GemmParams:
     seed: int = 0
     # Loads in flight per load of the K loop (Triton's num_stages); None: sim.num_stages.
     num_stages: int | None = None
+    # Try the candidate tiles and depths with tl.autotune and run the best (benches/
+    # gemm_autotune.py); block_m, block_k, block_n and num_stages are then not used.
+    autotune: bool = False
 
     def __post_init__(self) -> None:
         check_gemm_params(self)
@@ -427,6 +434,10 @@ class DeviceRun:
     d2h_ns: float
     max_abs_err: float
     verified: bool
+    # The GEMM that ran, if not the bench's own parameters (an autotuned config), and the
+    # unit counters from before its launch, if the PEs ran other launches first.
+    params: GemmParams | None = None
+    busy_since: dict[str, dict[str, float]] | None = None
 
     @property
     def kernel_start_ns(self) -> float:
@@ -470,16 +481,13 @@ def gemm_program(p: GemmParams, layout_of: Callable[[Device], Layout]) -> Callab
 
 
 # -- reporting -----------------------------------------------------------------------------
-def unit_busy(system: System, launch: Launch, kernel_ns: float) -> list[dict[str, float]]:
-    """Per PE of the launch: each unit's busy time as a fraction of ``kernel_ns``, its
-    programs and its TCM peak. The system must have run only this launch on those PEs."""
-    pes = {pe.name: pe for pe in system.pes}
+def unit_counters(system: System) -> dict[str, dict[str, float]]:
+    """Busy time (ns) of each unit of every PE the system has used so far, by PE name."""
     dma = {ch.name: ch for ch in system.dma_channels}
-    rows = []
-    for t in launch.pes:
-        pe = pes[t.name]
-        read, write = dma.get(f"{t.name}.dma.read"), dma.get(f"{t.name}.dma.write")
-        busy = {
+    out = {}
+    for pe in system.pes:
+        read, write = dma.get(f"{pe.name}.dma.read"), dma.get(f"{pe.name}.dma.write")
+        out[pe.name] = {
             "gemm": pe.gemm.busy_ns,
             "math": pe.math.busy_ns,
             "cpu": pe.cpu.busy_ns,
@@ -488,6 +496,25 @@ def unit_busy(system: System, launch: Launch, kernel_ns: float) -> list[dict[str
             "tcm_read": pe.tcm_read.busy_ns,
             "tcm_write": pe.tcm_write.busy_ns,
         }
+    return out
+
+
+def unit_busy(
+    system: System,
+    launch: Launch,
+    kernel_ns: float,
+    since: dict[str, dict[str, float]] | None = None,
+) -> list[dict[str, float]]:
+    """Per PE of the launch: each unit's busy time as a fraction of ``kernel_ns``, its
+    programs and its TCM peak. The system must have run only this launch on those PEs, or
+    ``since`` holds the :func:`unit_counters` from before it."""
+    pes = {pe.name: pe for pe in system.pes}
+    now = unit_counters(system)
+    rows = []
+    for t in launch.pes:
+        pe = pes[t.name]
+        before = (since or {}).get(t.name, {})
+        busy = {u: v - before.get(u, 0.0) for u, v in now[t.name].items()}
         row: dict[str, Any] = {"pe": t.name, "programs": t.programs, "end_ns": t.end_ns}
         row.update({u: v / kernel_ns for u, v in busy.items()})
         row["tcm_peak_bytes"] = pe.tcm_peak
@@ -551,16 +578,22 @@ def run_gemm(
     """Run the GEMM on every selected device at once and report it (``what`` titles it)."""
     check_gemm_fits(ctx.spec, p, layout_of, ctx.devices)  # before any data moves
     ran = ctx.run_devices(gemm_program(p, layout_of), label=what)
+    return report_gemm(ctx, p, [r for _, r in ran], what)
+
+
+def report_gemm(ctx: BenchContext, p: GemmParams, runs: list[DeviceRun], what: str) -> BenchResult:
+    """The result of the devices' runs: metrics, checks, tables (a run's own ``params`` when it
+    has them)."""
     system = ctx.systems[-1]
-    runs: list[DeviceRun] = [r for _, r in ran]
     result = BenchResult()
     per: list[dict[str, float]] = []
     busy_rows: list[tuple[int, list[dict[str, Any]]]] = []
     roofs: list[Roofline] = []
     for run in runs:
-        roof = roofline(system, p, len(run.launch.pes), len(run.slices), run.layout.tiles)
-        busy = unit_busy(system, run.launch, run.kernel_ns)
-        per.append(device_metrics(run, p, roof, busy))
+        q = run.params or p
+        roof = roofline(system, q, len(run.launch.pes), len(run.slices), run.layout.tiles)
+        busy = unit_busy(system, run.launch, run.kernel_ns, run.busy_since)
+        per.append(device_metrics(run, q, roof, busy))
         busy_rows.append((run.sip, busy))
         roofs.append(roof)
     several = len(runs) > 1
@@ -574,7 +607,7 @@ def run_gemm(
         result.metrics.update(per[0])
     result.checks["verified"] = all(r.verified for r in runs)
     result.checks["kernel_ge_roofline"] = all(m["kernel_ns"] >= m["roofline_ns"] for m in per)
-    result.tables += _tables(p, what, runs, per, roofs, busy_rows)
+    result.tables += _tables(runs[0].params or p, what, runs, per, roofs, busy_rows)
     result.notes.append(
         "kernel_ns runs from the launch barrier to the last PE's end (stores committed); "
         "latency_ns from the host's launch call to the completion at the host"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
+from .gemm_autotune import run_gemm_bench
 from .gemm_common import (
     GEMM_BETTER,
     GEMM_HEADLINE,
@@ -19,7 +20,6 @@ from .gemm_common import (
     Layout,
     grid_size,
     grid_tiles,
-    run_gemm,
 )
 from .matmul_kernels import matmul_kernel
 
@@ -40,7 +40,7 @@ def single_pe_layout(p: GemmParams, cube: int = 0, pe: int = 0) -> Layout:
 def qkv_gemm(ctx: BenchContext, p: QkvGemmParams) -> BenchResult:
     """QKV projection GEMM on one PE against its roofline, checked against numpy."""
 
-    def layout(_dev: Device) -> Layout:
-        return single_pe_layout(p)
+    def layout(q: GemmParams, _dev: Device) -> Layout:
+        return single_pe_layout(q)
 
-    return run_gemm(ctx, p, layout, "qkv_gemm on sip*.cube0.pe0")
+    return run_gemm_bench(ctx, p, layout, "qkv_gemm on sip*.cube0.pe0")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
-from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout, run_gemm
+from .gemm_autotune import run_gemm_bench
+from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout
 from .matmul_kernels import chunk, sharded_matmul_kernel
 
 
@@ -77,4 +78,4 @@ def qkv_gemm_multi_pe(ctx: BenchContext, p: QkvGemmMultiPeParams) -> BenchResult
     """QKV projection sharded over every PE of the device, against its roofline."""
     t = ctx.spec.topology
     what = f"qkv_gemm_multi_pe on {t.cubes} cubes x {ctx.spec.hw.cube.pes} PEs"
-    return run_gemm(ctx, p, lambda dev: sharded_layout(p, dev), what)
+    return run_gemm_bench(ctx, p, sharded_layout, what)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from kernbench.core.errors import KernelError
+from kernbench.lang.autotune import Autotuner, Config, autotune
 from kernbench.lang.core import (
     Block,
     Pointer,
@@ -108,8 +109,10 @@ __all__ = [
     "sqrt_rn",
     "tensor",
     "view",
+    "Autotuner",
     "Block",
     "BlockPointer",
+    "Config",
     "Pointer",
     "PropagateNan",
     "abs",
@@ -126,6 +129,7 @@ __all__ = [
     "atomic_or",
     "atomic_xchg",
     "atomic_xor",
+    "autotune",
     "bfloat16",
     "broadcast_to",
     "cat",

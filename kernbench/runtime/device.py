@@ -26,8 +26,10 @@ import numpy as np
 from simpy.events import Event
 
 from kernbench.core.errors import KernelError
+from kernbench.lang.autotune import Autotuner
 from kernbench.lang.core import Pointer
 from kernbench.lang.dtypes import dtype_of
+from kernbench.runtime.autotuning import launch_autotuned
 from kernbench.runtime.hub import Hub
 from kernbench.runtime.kernel import PeWorker
 from kernbench.runtime.messages import MemoryReadMsg, MemoryWriteMsg
@@ -75,6 +77,9 @@ class Launch:
     pes: list[PeTiming] = field(default_factory=list)
     failed: bool = False
     num_stages: int = 1
+    # A kernel of tl.autotune: the configs tried before this launch and their kernel time
+    # (ns; None if the config failed), in order; empty if the launch's key was tuned before.
+    autotune: list[tuple[Any, float | None]] = field(default_factory=list)
 
     @property
     def total_ns(self) -> float:
@@ -305,7 +310,13 @@ class Device:
         """Start ``kernel`` over ``grid`` on ``pes`` (default: every PE of the device, as
         (cube, pe) pairs). Program ``k`` (grid points in row-major order with axis 0 fastest)
         runs on ``pes[k % len(pes)]``; a PE runs its programs one after the other (in waves
-        when the grid exceeds the PEs). Returns at once; ``synchronize()`` waits."""
+        when the grid exceeds the PEs). Returns at once; ``synchronize()`` waits.
+
+        A kernel made by ``tl.autotune`` first runs its configs to completion, one after the
+        other, if the launch's key is new (kernbench.runtime.autotuning); then it returns at
+        once as any launch."""
+        if isinstance(kernel, Autotuner):
+            return launch_autotuned(self, kernel, grid, args, pes, meta)
         name = getattr(kernel, "__name__", repr(kernel))
         if not callable(kernel):
             raise KernelError(f"launch: {name} is not a function")
