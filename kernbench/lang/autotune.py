@@ -227,7 +227,10 @@ class Autotuner:
         """Launch with the best config for this launch's key, tuning first if the key is new.
         Returns the runner's launch and the trials this call ran, as (config, kernel ns or
         None if it failed), in order (empty when the key was known)."""
-        bound = inspect.signature(self.fn).bind_partial(*args, **meta)
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*args, **meta)
+        except TypeError as exc:
+            raise KernelError(f"launch of {self.__name__}: {exc}") from None
         bound.apply_defaults()
         named = dict(bound.arguments)
         tried: list[tuple[Config, float | None]] = []

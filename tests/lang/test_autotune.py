@@ -331,3 +331,5 @@ def test_config_and_decorator_errors():
     kernel = tl.autotune(kernel.configs, key=["n"], prune_configs_by=none)(kernel_of)
     with pytest.raises(KernelError, match="early_config_prune left no config"):
         kernel.run((10, 0), {}, Runner({}))
+    with pytest.raises(KernelError, match="launch of kernel_of: got an unexpected keyword"):
+        kernel.run((10, 0), {"BLOCK": 3}, Runner({}))
