@@ -117,8 +117,10 @@ def _guarded(fn: Callable[..., Any], failures: list[Exception]) -> Callable[...,
         try:
             fn(*args, **meta)
         except TRIAL_ERRORS as exc:
+            msg = str(exc)
             prog = getattr(greenlet.getcurrent(), "kernel_program", None)
-            where = f"{prog.worker.where}, program {prog.pid}: " if prog is not None else ""
-            failures.append(type(exc)(f"{where}{exc}"))
+            if prog is not None and prog.worker.where not in msg:  # as PeWorker names it
+                msg = f"{prog.worker.where}, program {prog.pid}: {msg}"
+            failures.append(type(exc)(msg))
 
     return trial

@@ -159,6 +159,31 @@ def test_a_failing_config_is_skipped(topo, new_device):
     np.testing.assert_array_equal(out.numpy(), np.arange(BLOCK) + 3.0)
 
 
+def fails_midway(x_ptr, out_ptr, n, BIG: tl.constexpr):
+    """Sums n // 256 chunks of x, pipelined; with BIG, asks for 64 MiB of TCM at the third."""
+    offs = tl.arange(0, 256)
+    acc = tl.zeros((256,), tl.float32)
+    for i in tl.range(0, n // 256):
+        x = tl.load(x_ptr + i * 256 + offs)
+        if BIG and i == 2:
+            tl.zeros((4096, 4096), tl.float32)
+        acc += x
+    tl.store(out_ptr + offs, acc)
+
+
+def test_a_pipelined_trial_failing_with_loads_in_flight_frees_its_tcm(topo, new_device):
+    dev = new_device(topo)
+    x = dev.tensor(np.ones(256 * 8, np.float32))
+    out = dev.empty(256, "fp32")
+    configs = [tl.Config({"BIG": big}, num_stages=3) for big in (1, 0)]
+    kernel = tl.autotune(configs, key=["n"])(tl.jit(fails_midway))
+    final = dev.launch(kernel, 4, x, out, 256 * 8, pes=[(0, 0), (0, 1)])
+    dev.synchronize()
+    assert [t is None for _, t in final.autotune] == [True, False]
+    assert [dev.system.pe(0, 0, i).tcm_used for i in (0, 1)] == [0, 0]
+    np.testing.assert_array_equal(out.numpy(), np.full(256, 8.0))
+
+
 def test_every_config_failing_is_an_error_naming_them(topo, new_device):
     dev, x, out = setup(new_device, topo)
     kernel = tuned(huge, reps=(6, 7))
