@@ -1,20 +1,23 @@
 """gemm: a plain tiled GEMM ``C[M, N] = A[M, K] @ B[K, N]`` on ``pes`` PEs, for sweeps.
 
 The kernel is Triton's tutorial matmul (:func:`matmul_kernel`): one program per
-``BLOCK_M x BLOCK_N`` output tile, program ``pid`` on tile ``(pid // tiles_n, pid %
-tiles_n)`` (row-major over the output), stepping K by ``BLOCK_K``.
+``BLOCK_M x BLOCK_N`` output tile, program ``pid`` on tile column ``pid % tiles_n`` and tile
+row ``(pid // tiles_n + pid % tiles_n) % tiles_m`` (a diagonal order), stepping K by
+``BLOCK_K``.
 
 PEs: the first ``pes`` PEs of the device in cube-major order — PEs 0..pes-1 of cube 0 when
 ``pes`` is at most a cube's PEs, else every PE of cubes 0..pes/P-1 (``pes`` must then be a
 multiple of the PEs per cube, P). Program ``pid`` runs on the ``pid % pes``-th of them (the
-launch's round-robin; a PE runs its programs one after the other), so neighbouring tiles of an
-output row run on neighbouring PEs.
+launch's round-robin; a PE runs its programs one after the other). The diagonal order makes
+the programs that run at once read different row blocks of A, so they spread over the HBM
+slices instead of all reading the slice of one row block.
 
 Data: spread over the HBM slices of the same PEs so every used slice holds an equal share —
 A and C split by rows (``Placement(cubes="row", pes="row")``), B split by columns
-(``Placement(cubes="col", pes="col")``); with one PE everything is in its slice. A program
-reads its A rows and B columns from whichever slices hold them, local or remote, and writes its
-C tile likewise.
+(``Placement(cubes="col", pes="col")``); with one PE everything is in its slice. Rows are
+padded to an odd number of HBM bursts (``Placement.pad``) so a tile's rows spread over the
+pseudo-channels. A program reads its A rows and B columns from whichever slices hold them,
+local or remote, and writes its C tile likewise.
 """
 
 from dataclasses import dataclass
@@ -73,8 +76,8 @@ def gemm_layout(p: GemmBenchParams, dev: Device | DeviceShape) -> Layout:
     pes = pe_set(p.pes, dev.cubes, dev.pes_per_cube)
     cube_ids = tuple(sorted({c for c, _ in pes}))
     pe_ids = tuple(sorted({i for _, i in pes}))
-    rows = Placement(cubes="row", pes="row", cube_ids=cube_ids, pe_ids=pe_ids)
-    cols = Placement(cubes="col", pes="col", cube_ids=cube_ids, pe_ids=pe_ids)
+    rows = Placement(cubes="row", pes="row", cube_ids=cube_ids, pe_ids=pe_ids, pad=True)
+    cols = Placement(cubes="col", pes="col", cube_ids=cube_ids, pe_ids=pe_ids, pad=True)
     return Layout(rows, cols, rows, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 
 

@@ -124,12 +124,14 @@ def grid_size(p: GemmParams) -> int:
 def grid_tiles(
     p: GemmParams, pes: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """Tiles per PE of :func:`matmul_kernel`'s grid: program ``pid`` computes tile
-    ``(pid // tiles_n, pid % tiles_n)`` and runs on ``pes[pid % len(pes)]``."""
+    """Tiles per PE of :func:`matmul_kernel`'s grid: program ``pid`` computes the tile in
+    column ``pid % tiles_n`` and row ``(pid // tiles_n + pid % tiles_n) % tiles_m``, and runs
+    on ``pes[pid % len(pes)]``."""
     tiles_m, tiles_n = -(-p.m // p.block_m), -(-p.n // p.block_n)
     out: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for pid in range(tiles_m * tiles_n):
-        pm, pn = divmod(pid, tiles_n)
+        pn = pid % tiles_n
+        pm = (pid // tiles_n + pn) % tiles_m
         rows = min(p.block_m, p.m - pm * p.block_m)
         cols = min(p.block_n, p.n - pn * p.block_n)
         out.setdefault(pes[pid % len(pes)], []).append((rows, cols))
@@ -317,9 +319,9 @@ def hbm_bytes_per_slice(
         tensor = Tensor(None, shape, dt, placement, name)
         cube_ids = placement.cube_ids or tuple(range(dev.cubes))
         pe_ids = placement.pe_ids or tuple(range(dev.pes_per_cube))
-        tensor.layout(dev.sip, cube_ids, pe_ids)
+        tensor.layout(dev.sip, cube_ids, pe_ids, align)
         for shard in tensor.shards:
-            nbytes = -(-shard.elements * dt.itemsize // align) * align
+            nbytes = -(-shard.span * dt.itemsize // align) * align
             for where in shard.copies:
                 held = out.setdefault(where, {"A": 0, "B": 0, "C": 0})
                 held[name] += nbytes

@@ -7,9 +7,13 @@ BLOCK_K`` tile of ``A`` and a ``BLOCK_K x BLOCK_N`` tile of ``B`` and adding the
 the tile is then cast to ``C``'s dtype and stored. Loads and stores are masked, so sizes that
 are not multiples of the tiles work (masked-off elements load as 0 and move no bytes).
 
-- :func:`matmul_kernel` is the kernel of Triton's matmul tutorial without the ``GROUP_M``
-  swizzle: program ``pid`` computes output tile ``(pid // cdiv(N, BLOCK_N), pid % cdiv(N,
-  BLOCK_N))``, so the grid is ``cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)``.
+- :func:`matmul_kernel` is the kernel of Triton's matmul tutorial with a diagonal order in
+  place of its ``GROUP_M`` swizzle: program ``pid`` computes the output tile in column
+  ``pid_n = pid % cdiv(N, BLOCK_N)`` and row ``(pid // cdiv(N, BLOCK_N) + pid_n) % cdiv(M,
+  BLOCK_M)``; the grid is ``cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N)``. Programs that run at the
+  same time on neighbouring PEs (consecutive ``pid``) then read different row blocks of A:
+  with A split by rows over HBM slices they read different slices (the swizzle serves a GPU's
+  L2 cache, which the PEs do not have).
 - :func:`sharded_matmul_kernel` is for a launch of one program per PE (``pes`` = every PE of
   the device, cube-major, so program ``cube * PES + pe`` runs on PE ``pe`` of ``cube``). The
   program computes the output rows its PE holds under a row split over ``PES`` PEs times the
@@ -42,9 +46,9 @@ def matmul_kernel(
     BLOCK_K: tl.constexpr,
 ) -> None:
     pid = tl.program_id(axis=0)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    pid_m = pid // num_pid_n
+    num_pid_m, num_pid_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     pid_n = pid % num_pid_n
+    pid_m = (pid // num_pid_n + pid_n) % num_pid_m  # diagonal: see the module's docstring
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask_m, mask_n = offs_m[:, None] < M, offs_n[None, :] < N

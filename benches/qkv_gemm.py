@@ -30,8 +30,9 @@ class QkvGemmParams(GemmParams):
 
 
 def single_pe_layout(p: GemmParams, cube: int = 0, pe: int = 0) -> Layout:
-    """Everything on one PE: A, B and C in its HBM slice, the whole grid on it."""
-    here = Placement.single(cube, pe)
+    """Everything on one PE: A, B and C in its HBM slice (rows padded: ``Placement.pad``), the
+    whole grid on it."""
+    here = Placement(cube_ids=(cube,), pe_ids=(pe,), pad=True)
     pes = [(cube, pe)]
     return Layout(here, here, here, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
 

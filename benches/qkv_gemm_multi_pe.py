@@ -61,9 +61,9 @@ def sharded_tiles(
 
 def sharded_layout(p: GemmParams, dev: Device) -> Layout:
     return Layout(
-        a=Placement(cubes="replicate", pes="row"),
-        b=Placement(cubes="col", pes="row"),
-        c=Placement(cubes="col", pes="row"),
+        a=Placement(cubes="replicate", pes="row", pad=True),
+        b=Placement(cubes="col", pes="row", pad=True),
+        c=Placement(cubes="col", pes="row", pad=True),
         kernel=sharded_matmul_kernel,
         grid=dev.pe_count,
         pes=dev.all_pes(),

@@ -50,6 +50,27 @@ class MemoryStore:
             pos += n
         return out
 
+    def read_runs(self, runs: list[tuple[int, int]]) -> list[np.ndarray]:
+        """The bytes of each ``(addr, size)`` run, as views into one new array."""
+        sizes = [n for _a, n in runs]
+        out = np.zeros(sum(sizes), dtype=np.uint8)
+        pos = 0
+        pages = self._pages
+        for addr, n in runs:
+            page, off = divmod(addr, PAGE_BYTES)
+            if off + n <= PAGE_BYTES:  # the common case: the run lies in one page
+                buf = pages.get(page)
+                if buf is not None:
+                    out[pos : pos + n] = buf[off : off + n]
+            else:
+                out[pos : pos + n] = self.read(addr, n)
+            pos += n
+        views, pos = [], 0
+        for n in sizes:
+            views.append(out[pos : pos + n])
+            pos += n
+        return views
+
     @property
     def resident_bytes(self) -> int:
         return len(self._pages) * PAGE_BYTES

@@ -5,8 +5,8 @@ Fidelity contract (docs/kernels.md):
 - pe_cpu and pe_scheduler: every kernel-language call (``tl.load``, ``tl.dot``, an elementwise
   operation on a block, ...) is dispatched by pe_cpu (``cpu_overhead_ns``) and then
   pe_scheduler (``scheduler_overhead_ns``), one call after the other.
-- pe_dma: one read and one write channel, each a capacity-1 resource held from grant to
-  completion, so DMAs of one direction on one PE run one after the other. A DMA moves one or
+- pe_dma: one read and one write channel, each keeping up to ``dma_outstanding`` DMAs in
+  flight (started in issue order, each held from grant to completion). A DMA moves one or
   more address runs; all runs of one DMA are in flight at once. Flits leave the DMA engine at
   the rate of the PE's router link.
 - pe_gemm: ``tl.dot`` of an ``m x k`` by ``k x n`` block takes
@@ -32,8 +32,11 @@ Fidelity contract (docs/kernels.md):
   start + bytes / write bandwidth); a store's block is read at ``tcm_read_bw_gbs`` before its
   write DMA is posted.
 
-Ignored: instruction fetch, register files, bank conflicts in TCM, overlap of a kernel's DMA
-with its own compute (every call except ``tl.store`` blocks the program until it is done).
+With ``num_stages`` >= 2 the calls overlap: pe_cpu and pe_scheduler dispatch in order and
+the program does not wait for a call's result, only for a pending load's data when it reads
+them; a unit starts a call once its operands are ready (docs/kernels.md, "The PE pipeline").
+
+Ignored: instruction fetch, register files, bank conflicts in TCM.
 """
 
 from dataclasses import dataclass

@@ -170,12 +170,13 @@ class Device:
         name = name or f"t{self._names}"
         self._check_pes(f"placement of tensor {name!r}", cube_ids, pe_ids)
         tensor = Tensor(self, shape, dt, pl, name)
-        tensor.layout(self.sip, tuple(cube_ids), tuple(pe_ids))
+        burst = self.system.spec.hw.hbm.burst_bytes
+        tensor.layout(self.sip, tuple(cube_ids), tuple(pe_ids), burst)
         addr_map = self.system.topology.address
         done: list[tuple[Any, int, int]] = []
         try:
             for shard in tensor.shards:
-                nbytes = shard.elements * dt.itemsize
+                nbytes = shard.span * dt.itemsize
                 for cube, pe in list(shard.copies):
                     alloc = self.allocators.slice(self.sip, cube, pe)
                     what = f"tensor {name!r} rows {shard.r0}:{shard.r1} cols {shard.c0}:{shard.c1}"
@@ -229,9 +230,13 @@ class Device:
         for shard in tensor.shards:
             part = None
             if matrix is not None:
-                part = np.ascontiguousarray(matrix[shard.r0 : shard.r1, shard.c0 : shard.c1])
-                part = part.reshape(-1).view(np.uint8)
-            nbytes = shard.elements * tensor.dtype.itemsize
+                rows = matrix[shard.r0 : shard.r1, shard.c0 : shard.c1]
+                if shard.row_stride != shard.width:  # padded rows: zeros in the padding
+                    padded = np.zeros((shard.r1 - shard.r0, shard.row_stride), rows.dtype)
+                    padded[:, : shard.width] = rows
+                    rows = padded
+                part = np.ascontiguousarray(rows).reshape(-1).view(np.uint8)
+            nbytes = shard.span * tensor.dtype.itemsize
             for addr in shard.copies.values():
                 for pos in range(0, nbytes, MAX_MESSAGE_BYTES):
                     n = min(MAX_MESSAGE_BYTES, nbytes - pos)
@@ -248,7 +253,7 @@ class Device:
         pieces = []
         for shard in tensor.shards:
             addr = next(iter(shard.copies.values()))
-            nbytes = shard.elements * tensor.dtype.itemsize
+            nbytes = shard.span * tensor.dtype.itemsize
             evs = [
                 self.system.submit(MemoryReadMsg(addr + pos, min(MAX_MESSAGE_BYTES, nbytes - pos)))
                 for pos in range(0, nbytes, MAX_MESSAGE_BYTES)
@@ -258,9 +263,8 @@ class Device:
         for shard, evs in pieces:
             comps = self._wait_all(evs, f"D2H of tensor {tensor.name!r}")
             raw = np.concatenate([c.data for c in comps])
-            out[shard.r0 : shard.r1, shard.c0 : shard.c1] = raw.view(tensor.dtype).reshape(
-                shard.r1 - shard.r0, shard.c1 - shard.c0
-            )
+            rows = raw.view(tensor.dtype).reshape(shard.r1 - shard.r0, shard.row_stride)
+            out[shard.r0 : shard.r1, shard.c0 : shard.c1] = rows[:, : shard.width]
         return out.reshape(tensor.shape)
 
     def read_rows(self, tensor: Tensor, start: int, stop: int) -> np.ndarray:
@@ -279,15 +283,15 @@ class Device:
             a, b = max(start, shard.r0), min(stop, shard.r1)
             if a >= b:
                 continue
-            width = shard.c1 - shard.c0
-            addr = next(iter(shard.copies.values())) + (a - shard.r0) * width * size
-            ev = self.system.submit(MemoryReadMsg(addr, (b - a) * width * size))
+            stride = shard.row_stride
+            addr = next(iter(shard.copies.values())) + (a - shard.r0) * stride * size
+            ev = self.system.submit(MemoryReadMsg(addr, (b - a) * stride * size))
             pieces.append((shard, a, b, ev))
         out = np.zeros((stop - start, tensor.cols), tensor.dtype)
         comps = self._wait_all([ev for *_, ev in pieces], f"D2H of rows of {tensor.name!r}")
         for (shard, a, b, _ev), comp in zip(pieces, comps, strict=True):
-            block = comp.data.view(tensor.dtype).reshape(b - a, shard.c1 - shard.c0)
-            out[a - start : b - start, shard.c0 : shard.c1] = block
+            block = comp.data.view(tensor.dtype).reshape(b - a, shard.row_stride)
+            out[a - start : b - start, shard.c0 : shard.c1] = block[:, : shard.width]
         return out
 
     def _wait_all(self, events: list[Event], what: str) -> list:

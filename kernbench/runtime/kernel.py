@@ -3,10 +3,15 @@
 A :class:`PeWorker` runs the program instances a launch gives one PE, one after the other, in
 one greenlet. It keeps the PE's local clock ``t``: calls that use only the PE (dispatch,
 pe_gemm, pe_math, TCM) advance it without touching the event queue; calls that use the fabric
-(a load's DMA) are issued at ``t`` through the system and block the greenlet until they are
-done. Stores are posted: their DMA is issued at ``t`` and the worker only waits for them at
-the end. An atomic is a DMA read and then a DMA write of the same elements, and blocks until
-the write has committed. Timing per call is the contract of :mod:`kernbench.hw.pe`.
+(a load's DMA) are issued at ``t`` through the system. Stores are posted: their DMA is issued
+at ``t`` and the worker only waits for them at the end. An atomic is a DMA read and then a DMA
+write of the same elements, and blocks until the write has committed. Timing per call is the
+contract of :mod:`kernbench.hw.pe`.
+
+With ``depth`` (``num_stages``) 1 every call blocks: ``t`` is when it ended. With 2 or more
+``t`` is the next dispatch: a load returns a :class:`~kernbench.runtime.stages.Stage` at once,
+a call on blocks returns when its result will be ready and the program goes on, and only
+reading a pending load waits (docs/kernels.md, "The PE pipeline"; ADR 0027).
 """
 
 from collections.abc import Callable, Sequence

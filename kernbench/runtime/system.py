@@ -91,6 +91,7 @@ class System:
         self.memory = MemoryStore()
         self._hbm: dict[int, HbmController] = {}
         self._dma: dict[tuple[int, str], DmaChannel] = {}
+        self._ctrl_of: dict[tuple[int, int], int] = {}  # (SIP and die, slice) -> controller
         self.in_flight: dict[int, str] = {}
         self.completed = 0
         self._pes: dict[tuple[int, int, int], Pe] = {}
@@ -273,9 +274,7 @@ class System:
         raw: list[np.ndarray | None] = []
         for i, (addr, size, data) in enumerate(runs):
             raw.append(self._check_size(size, data))
-            loc = self.topology.address.decode_hbm(addr, size)
-            ctrl = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe)
-            groups.setdefault(ctrl.id, []).append(i)
+            groups.setdefault(self._controller_of(addr, size), []).append(i)
 
         def body(finished: Event) -> None:
             grant = self.now
@@ -292,20 +291,22 @@ class System:
                 def moved(
                     _heads: Heads, group_id: int = group_id, idx: list[int] = idx, ctrl=ctrl
                 ) -> None:
-                    for i in idx:
-                        addr, size, _data = runs[i]
-                        if op == "write":
+                    now = self.now
+                    if op == "write":
+                        for i in idx:
+                            addr, size, _data = runs[i]
                             data = raw[i]
                             if data is None:  # no bytes given: zeros, as a message's fill
                                 self.memory.fill(addr, size, 0)
                             else:
                                 self.memory.write(addr, data)
-                            results[i] = Completion(group_id, True, grant, self.now, size)
-                        else:
+                            results[i] = Completion(group_id, True, grant, now, size)
+                    else:
+                        got = self.memory.read_runs([(runs[i][0], runs[i][1]) for i in idx])
+                        for i, data in zip(idx, got, strict=True):
                             results[i] = Completion(
-                                group_id, True, grant, self.now, size,
-                                data=self.memory.read(addr, size),
-                            )  # fmt: skip
+                                group_id, True, grant, now, runs[i][1], data=data
+                            )
                     written = sum(runs[i][1] for i in idx)
                     if op == "write":
                         ctrl.bytes_written += written
@@ -325,6 +326,21 @@ class System:
 
         self._on_channel(src, op, at_ns, dma_id, total, body, done)
         return done
+
+    def _controller_of(self, addr: int, size: int) -> int:
+        """The node id of the HBM controller whose slice holds ``[addr, addr + size)`` (an
+        AddressError if no slice holds all of it); memoised per (SIP and die, slice)."""
+        a = self.topology.address
+        bits, mask = a.offset_bits, (1 << a.offset_bits) - 1
+        key = (addr >> bits, (addr & mask) // a.slice_bytes)
+        end = addr + size - 1
+        if key == (end >> bits, (end & mask) // a.slice_bytes):
+            node = self._ctrl_of.get(key)
+            if node is not None:
+                return node
+        loc = a.decode_hbm(addr, size)
+        node = self._ctrl_of[key] = self.topology.hbm_ctrl(loc.sip, loc.cube, loc.pe).id
+        return node
 
     def _on_channel(
         self,

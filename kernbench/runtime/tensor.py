@@ -25,12 +25,20 @@ POLICIES = ("replicate", "row", "col")
 class Placement:
     """How a tensor spreads over ``cube_ids`` (default: every cube of the device) and, inside
     each, over ``pe_ids`` (default: every PE of the cube). ``cubes`` and ``pes`` are each
-    ``replicate``, ``row`` or ``col``."""
+    ``replicate``, ``row`` or ``col``.
+
+    ``pad`` gives each shard's rows a pitch of an odd number of HBM bursts (rows of at least a
+    burst): a row-major matrix whose rows are a power-of-two number of bursts puts a column of
+    them on one pseudo-channel (``(addr >> log2(burst)) & (channels - 1)``), so a tile's rows
+    would queue on one channel; with an odd pitch consecutive rows go to consecutive channels.
+    It costs less than a burst per row of HBM (the leading-dimension padding performance
+    engineers use on power-of-two matrices)."""
 
     cubes: str = "replicate"
     pes: str = "replicate"
     cube_ids: tuple[int, ...] | None = None
     pe_ids: tuple[int, ...] | None = None
+    pad: bool = False
 
     def __post_init__(self) -> None:
         for key in ("cubes", "pes"):
@@ -93,10 +101,35 @@ class Shard:
     c0: int
     c1: int
     copies: dict[tuple[int, int], int]
+    pitch: int = 0  # elements from a row to the next in memory; 0: the width (no padding)
 
     @property
     def elements(self) -> int:
         return (self.r1 - self.r0) * (self.c1 - self.c0)
+
+    @property
+    def width(self) -> int:
+        return self.c1 - self.c0
+
+    @property
+    def row_stride(self) -> int:
+        return self.pitch or self.width
+
+    @property
+    def span(self) -> int:
+        """Elements the shard occupies in memory, padding included."""
+        return (self.r1 - self.r0) * self.row_stride
+
+
+def odd_pitch(width: int, itemsize: int, burst: int) -> int:
+    """The row pitch (elements) of a padded shard: rows of at least a burst are rounded up to
+    an odd number of bursts; narrower rows keep their width."""
+    row = width * itemsize
+    if row < burst or burst % itemsize:
+        return width
+    bursts = -(-row // burst)
+    bursts += 1 - bursts % 2
+    return bursts * burst // itemsize
 
 
 class SliceAllocator:
@@ -206,8 +239,11 @@ class Tensor:
         return f"Tensor({self.name!r}, {shape}, {self.dtype})"
 
     # -- layout ----------------------------------------------------------------------------
-    def layout(self, sip: int, cube_ids: tuple[int, ...], pe_ids: tuple[int, ...]) -> None:
-        """Cut the matrix view into shards for the placement (no memory is touched)."""
+    def layout(
+        self, sip: int, cube_ids: tuple[int, ...], pe_ids: tuple[int, ...], burst: int = 0
+    ) -> None:
+        """Cut the matrix view into shards for the placement (no memory is touched); with
+        ``placement.pad``, rows get an odd pitch of ``burst``-byte bursts."""
         p = self.placement
         parts = [(0, self.rows, 0, self.cols, list(cube_ids))]
         cube_level: list[tuple[int, int, int, int, list[int]]] = []
@@ -224,6 +260,9 @@ class Tensor:
                         for pe in pes:
                             copies[(cube, pe)] = -1
         self.shards = [Shard(*k, copies) for k, copies in sorted(shards.items())]
+        if p.pad and burst:
+            for shard in self.shards:
+                shard.pitch = odd_pitch(shard.width, self.dtype.itemsize, burst)
         self._row_starts = np.array(sorted({s.r0 for s in self.shards}), np.int64)
         self._col_starts = np.array(sorted({s.c0 for s in self.shards}), np.int64)
         self._grid = np.full((len(self._row_starts), len(self._col_starts)), -1, np.int64)
@@ -268,7 +307,7 @@ class Tensor:
     def _widths(self) -> np.ndarray:
         w = getattr(self, "_width_arr", None)
         if w is None:
-            w = self._width_arr = np.array([s.c1 - s.c0 for s in self.shards], np.int64)
+            w = self._width_arr = np.array([s.row_stride for s in self.shards], np.int64)
         return w
 
     @staticmethod

@@ -22,7 +22,6 @@ import numpy as np
 from kernbench.sim.pipeline import (
     Chain,
     Passage,
-    channels_of,
     flit_sizes,
     memory_fifo,
     through,
@@ -132,17 +131,20 @@ class Planner:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The flits of the runs, one after the other, the index of each run's first flit, and
         (with a memory) the flits' channels."""
-        counts = [-(-n // self.flit) for _a, n in runs]
-        starts = np.cumsum([0, *counts[:-1]])
-        sizes = np.concatenate([flit_sizes(n, self.flit) for _a, n in runs])
+        flit = self.flit
+        addrs = np.fromiter((a for a, _n in runs), np.int64, len(runs))
+        lens = np.fromiter((n for _a, n in runs), np.int64, len(runs))
+        counts = -(-lens // flit)
+        starts = np.zeros(len(runs), np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        sizes = np.full(int(counts.sum()), float(flit))
+        sizes[starts + counts - 1] = lens - (counts - 1) * flit  # each run's last flit
         if mem is None:
             return sizes, starts, None
-        chans = np.concatenate(
-            [
-                channels_of(a, -(-n // self.flit), self.flit, mem.burst_bytes, mem.channels)
-                for a, n in runs
-            ]
-        )
+        # flit k of a run starts at addr + k * flit (channels_of, for every run at once)
+        within = np.arange(sizes.size, dtype=np.int64) - np.repeat(starts, counts)
+        flit_addr = np.repeat(addrs, counts) + flit * within
+        chans = (flit_addr // mem.burst_bytes) & (mem.channels - 1)
         return sizes, starts, chans
 
     def _caps(self, mem: MemoryShape | None) -> Caps:
@@ -231,10 +233,12 @@ class Planner:
         done[queue] = memory_fifo(
             np.repeat(arrive, counts)[queue], chans[queue], sizes[queue], mem.ns_per_byte
         )
+        # A run's data leave in address order: each flit once it and those before are done.
+        ready = done.copy()
         bounds = [*starts.tolist(), sizes.size]
-        ready = np.concatenate(
-            [np.maximum.accumulate(done[bounds[j] : bounds[j + 1]]) for j in range(n)]
-        )
+        for j in np.flatnonzero(counts > 1).tolist():
+            a, b = bounds[j], bounds[j + 1]
+            ready[a:b] = np.maximum.accumulate(done[a:b])
         data_pass = Passage([], [], [])
         chain = self._chain(response, *resp_seg)
         out = through(chain, ready, sizes, data_pass, starts)
