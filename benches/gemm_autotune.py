@@ -41,8 +41,8 @@ from .gemm_common import (
 # larger tiles amortise a step's fixed costs (dispatch, DMA round trips, tl.dot fill and drain)
 # but leave PEs idle when the output has fewer tiles than PEs; a longer block_k halves the steps
 # of a tile; 64 x 128 suits a PE that owns few rows (qkv_gemm_multi_pe). Three stages (the
-# default) keep a step's loads in flight behind the previous tl.dot; the largest tile also with
-# two, as more loads in flight contend for the fabric. Even 256 x 256 x 256 with three stages
+# default) keep a step's loads in flight behind the previous tl.dot; the largest tile, whose
+# K steps are the longest, also with two. Even 256 x 256 x 256 with three stages
 # holds 1.3 MiB of TCM in fp16, so the 16 MiB TCM prunes none of them by default.
 CANDIDATES: tuple[tuple[int, int, int, int], ...] = (
     (64, 64, 64, 3),
