@@ -12,6 +12,10 @@ launch's round-robin; a PE runs its programs one after the other). The diagonal 
 the programs that run at once read different row blocks of A, so they spread over the HBM
 slices instead of all reading the slice of one row block.
 
+Over several cubes the bench uses the layout and kernel of qkv_gemm_multi_pe on the cubes it
+runs on (:func:`cube_blocks_layout`): each cube computes a column block of C from its own
+slices. Within one cube:
+
 Data: spread over the HBM slices of the same PEs so every used slice holds an equal share —
 A and C split by rows (``Placement(cubes="row", pes="row")``), B split by columns
 (``Placement(cubes="col", pes="col")``); with one PE everything is in its slice. Rows are
@@ -35,8 +39,9 @@ from .gemm_common import (
     Layout,
     grid_size,
     grid_tiles,
+    sharded_tiles,
 )
-from .matmul_kernels import matmul_kernel
+from .matmul_kernels import matmul_kernel, sharded_matmul_kernel
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,32 @@ def gemm_layout(p: GemmBenchParams, dev: Device | DeviceShape) -> Layout:
     pes = pe_set(p.pes, dev.cubes, dev.pes_per_cube)
     cube_ids = tuple(sorted({c for c, _ in pes}))
     pe_ids = tuple(sorted({i for _, i in pes}))
+    if len(cube_ids) > 1:
+        return cube_blocks_layout(p, cube_ids, dev.pes_per_cube, pes)
     rows = Placement(cubes="row", pes="row", cube_ids=cube_ids, pe_ids=pe_ids, pad=True)
     cols = Placement(cubes="col", pes="col", cube_ids=cube_ids, pe_ids=pe_ids, pad=True)
     return Layout(rows, cols, rows, matmul_kernel, grid_size(p), pes, lambda: grid_tiles(p, pes))
+
+
+def cube_blocks_layout(
+    p: GemmBenchParams, cube_ids: tuple[int, ...], per_cube: int, pes: list[tuple[int, int]]
+) -> Layout:
+    """Over several cubes: cube c computes column block c of C, so no byte crosses a cube
+    boundary during the kernel — A replicated over the cubes and split by rows over each
+    cube's PEs, B and C split by columns over the cubes and by rows inside each (the layout of
+    qkv_gemm_multi_pe, on the first cubes)."""
+    ids = {"cube_ids": cube_ids, "pe_ids": tuple(range(per_cube)), "pad": True}
+    return Layout(
+        a=Placement(cubes="replicate", pes="row", **ids),
+        b=Placement(cubes="col", pes="row", **ids),
+        c=Placement(cubes="col", pes="row", **ids),
+        kernel=sharded_matmul_kernel,
+        grid=len(pes),
+        pes=pes,
+        tiles_of=lambda: sharded_tiles(p, len(cube_ids), per_cube),
+        meta={"CUBES": len(cube_ids), "PES": per_cube},
+        carries_tiles=True,
+    )
 
 
 @bench("gemm", params=GemmBenchParams, better=GEMM_BETTER, headline=GEMM_HEADLINE)

@@ -20,6 +20,8 @@ from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import Device, Launch, Placement, System, Tensor
 from kernbench.topology import SystemSpec
 
+from .matmul_kernels import chunk
+
 DTYPES = ("fp16", "bf16", "fp32", "int8")
 # C's dtype: the input's for floats (accumulated in fp32, cast on store); int32 for int8.
 OUT_DTYPE = {"fp16": "fp16", "bf16": "bf16", "fp32": "fp32", "int8": "int32"}
@@ -135,6 +137,23 @@ def grid_tiles(
         rows = min(p.block_m, p.m - pm * p.block_m)
         cols = min(p.block_n, p.n - pn * p.block_n)
         out.setdefault(pes[pid % len(pes)], []).append((rows, cols))
+    return out
+
+
+def sharded_tiles(
+    p: GemmParams, cubes: int, pes: int
+) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """The output tiles ``(rows, cols)`` that PE p of cube c computes."""
+    out = {}
+    for c in range(cubes):
+        c0, c1 = chunk(p.n, cubes, c)
+        for pe in range(pes):
+            r0, r1 = chunk(p.m, pes, pe)
+            out[(c, pe)] = [
+                (min(p.block_m, r1 - m0), min(p.block_n, c1 - n0))
+                for m0 in range(r0, r1, p.block_m)
+                for n0 in range(c0, c1, p.block_n)
+            ]
     return out
 
 

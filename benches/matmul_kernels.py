@@ -18,7 +18,10 @@ are not multiples of the tiles work (masked-off elements load as 0 and move no b
   the device, cube-major, so program ``cube * PES + pe`` runs on PE ``pe`` of ``cube``). The
   program computes the output rows its PE holds under a row split over ``PES`` PEs times the
   output columns its cube holds under a column split over ``CUBES`` cubes (the chunking of
-  :class:`~kernbench.runtime.Placement`: ``numpy.array_split`` sizes), tiled as above.
+  :class:`~kernbench.runtime.Placement`: ``numpy.array_split`` sizes), tiled as above. PE
+  ``pe`` starts its walk over K at step ``pe * steps // PES`` and wraps around: with B split
+  by K rows over a cube's PEs, the PEs then read different slices at any moment instead of
+  all reading the slice of the same K chunk.
 """
 
 from typing import Any
@@ -96,6 +99,7 @@ def sharded_matmul_kernel(
     cube, pe = pid // PES, pid % PES
     row_lo, row_hi = chunk(M, PES, pe)
     col_lo, col_hi = chunk(N, CUBES, cube)
+    k_first = pe * tl.cdiv(K, BLOCK_K) // PES  # the PEs of a cube start on different K chunks
     for m0 in range(row_lo, row_hi, BLOCK_M):
         for n0 in range(col_lo, col_hi, BLOCK_N):
             offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -104,7 +108,7 @@ def sharded_matmul_kernel(
             mask_n = offs_n[None, :] < col_hi
             acc = matmul_tile(
                 a_ptr, b_ptr, offs_m, offs_n, mask_m, mask_n, K,
-                stride_am, stride_ak, stride_bk, stride_bn, BLOCK_K, acc_type(a_ptr),
+                stride_am, stride_ak, stride_bk, stride_bn, BLOCK_K, acc_type(a_ptr), k_first,
             )  # fmt: skip
             c = acc.to(c_ptr.dtype.element_ty)
             c_ptrs = c_ptr + stride_cm * offs_m[:, None] + stride_cn * offs_n[None, :]

@@ -28,8 +28,8 @@ from kernbench.bench import BenchContext, BenchResult, bench
 from kernbench.runtime import Device, Placement
 
 from .gemm_autotune import run_gemm_bench
-from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout
-from .matmul_kernels import chunk, sharded_matmul_kernel
+from .gemm_common import GEMM_BETTER, GEMM_HEADLINE, GemmParams, Layout, sharded_tiles
+from .matmul_kernels import sharded_matmul_kernel
 
 
 @dataclass(frozen=True)
@@ -40,23 +40,6 @@ class QkvGemmMultiPeParams(GemmParams):
     block_m: int = 64
     block_k: int = 512
     block_n: int = 96
-
-
-def sharded_tiles(
-    p: GemmParams, cubes: int, pes: int
-) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """The output tiles ``(rows, cols)`` that PE p of cube c computes."""
-    out = {}
-    for c in range(cubes):
-        c0, c1 = chunk(p.n, cubes, c)
-        for pe in range(pes):
-            r0, r1 = chunk(p.m, pes, pe)
-            out[(c, pe)] = [
-                (min(p.block_m, r1 - m0), min(p.block_n, c1 - n0))
-                for m0 in range(r0, r1, p.block_m)
-                for n0 in range(c0, c1, p.block_n)
-            ]
-    return out
 
 
 def sharded_layout(p: GemmParams, dev: Device) -> Layout:

@@ -10,8 +10,10 @@ of each is kept and the ratio printed. Cases:
 - ``far 64 KiB`` / ``far 64 MiB``: the probe's ``pe-cross-cube-far`` case alone
   (``bench.sweep=false bench.congestion=false``) at 64 KiB and 64 MiB; the flit model runs the
   64 MiB case only with ``--big`` (about a minute);
-- ``gemm 512``: ``bench=gemm`` m = n = k = 512 on 8 PEs; with ``--big`` also 1024 on 8 PEs
-  (over a minute under flit). Reports simulated GFLOP per CPU second.
+- ``gemm 512``: ``bench=gemm`` m = n = k = 512 on 8 PEs; ``gemm 1024 tuned``: 1024 on 8 PEs
+  with the tiles autotuning picks (128 x 128 x 128); with ``--big`` also 1024 on 8 PEs with
+  the default tiles and 2048 on 128 PEs tuned (fluid only). Reports simulated GFLOP per CPU
+  second.
 """
 
 import argparse
@@ -24,6 +26,8 @@ from kernbench.core import KIB, MIB
 from kernbench.sim.spec import MODELS
 from kernbench.topology import SystemSpec
 
+# The tiles bench.autotune picks for 1024^3 on 8 PEs (docs/kernels.md, "Autotuning").
+TUNED = (128, 128, 128)
 Case = Callable[[SystemSpec], tuple[int, float]]  # -> (sim events, simulated GFLOP)
 
 
@@ -54,9 +58,14 @@ def far(size: int) -> Case:
     return case
 
 
-def gemm(n: int) -> Case:
+def gemm(n: int, pes: int = 8, tiles: tuple[int, int, int] | None = None) -> Case:
+    """``bench=gemm`` m = n = k = ``n`` on ``pes`` PEs, with the bench's default tiles or
+    ``tiles`` = (block_m, block_n, block_k)."""
+    names = ("block_m", "block_n", "block_k")
+    blocks = {} if tiles is None else dict(zip(names, tiles, strict=True))
+
     def case(spec: SystemSpec) -> tuple[int, float]:
-        events, _ = run("gemm", spec, m=n, n=n, k=n, pes=8)
+        events, _ = run("gemm", spec, m=n, n=n, k=n, pes=pes, **blocks)
         return events, 2 * n**3 / 1e9
 
     return case
@@ -92,9 +101,11 @@ def main() -> None:
         "far 64 KiB": (far(64 * KIB), both),
         "far 64 MiB": (far(64 * MIB), both if args.big else ("fluid",)),
         "gemm 512": (gemm(512), both),
+        "gemm 1024 tuned": (gemm(1024, tiles=TUNED), both),
     }
     if args.big:
         cases["gemm 1024"] = (gemm(1024), both)
+        cases["gemm 2048/128 tuned"] = (gemm(2048, 128, TUNED), ("fluid",))
     measure(cases, args.repeat)
 
 

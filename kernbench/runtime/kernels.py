@@ -19,19 +19,25 @@ def matmul_tile(
     stride_bn: int,
     BLOCK_K: int,
     acc_dtype: Any = tl.float32,
+    k_first: int = 0,
 ) -> Any:
     """``A[offs_m, :] @ B[:, offs_n]`` accumulated in ``acc_dtype``, walking ``K`` in steps of
     ``BLOCK_K`` as Triton's matmul tutorial does: masked loads (``mask_m`` of shape
-    ``(BLOCK_M, 1)``, ``mask_n`` of shape ``(1, BLOCK_N)``), so ragged edges load zeros."""
+    ``(BLOCK_M, 1)``, ``mask_n`` of shape ``(1, BLOCK_N)``), so ragged edges load zeros.
+
+    The walk starts at step ``k_first`` and wraps around, so programs that run at once can
+    read different parts of K (different HBM slices when K is split over them)."""
     offs_k = tl.arange(0, BLOCK_K)
     a_ptrs = a_ptr + (offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak)
     b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn)
     acc = tl.zeros((offs_m.shape[0], offs_n.shape[0]), dtype=acc_dtype)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
+    steps = tl.cdiv(K, BLOCK_K)
+    for i in range(0, steps):
+        k = (k_first + i) % steps
         k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=mask_m & (offs_k[None, :] < k_left), other=0)
-        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n, other=0)
+        a = tl.load(a_ptrs + k * BLOCK_K * stride_ak, mask=mask_m & (offs_k[None, :] < k_left),
+                    other=0)  # fmt: skip
+        b = tl.load(b_ptrs + k * BLOCK_K * stride_bk, mask=(offs_k[:, None] < k_left) & mask_n,
+                    other=0)  # fmt: skip
         acc = tl.dot(a, b, acc)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
     return acc
