@@ -34,13 +34,13 @@ from .gemm_autotune import run_gemm_bench
 from .gemm_common import (
     GEMM_BETTER,
     GEMM_HEADLINE,
-    DeviceShape,
     GemmParams,
     Layout,
     grid_size,
     grid_tiles,
     sharded_tiles,
 )
+from .gemm_fits import DeviceShape
 from .matmul_kernels import matmul_kernel, sharded_matmul_kernel
 
 

@@ -22,18 +22,17 @@ from kernbench.runtime import Device
 from .gemm_common import (
     OUT_DTYPE,
     DeviceRun,
-    DeviceShape,
     GemmParams,
     Layout,
-    check_gemm_fits,
     check_output,
+    gemm_program,
     make_inputs,
     report_gemm,
     roofline,
-    run_gemm,
     slices_of,
     unit_counters,
 )
+from .gemm_fits import DeviceShape, check_gemm_fits
 
 # (block_m, block_n, block_k, num_stages), docs/kernels.md "Autotuning". Tiles from 64 x 64 to
 # 256 x 256: on an 8 TFLOP/s PE a K step of a b x b x b tile computes 2b^3 / 8000 ns against
@@ -242,3 +241,15 @@ def run_autotuned(
         "simulated time); the headline figures are the final launch's, with the best config"
     )
     return result
+
+
+def run_gemm(
+    ctx: BenchContext,
+    p: GemmParams,
+    layout_of: Callable[[Device], Layout],
+    what: str,
+) -> BenchResult:
+    """Run the GEMM on every selected device at once and report it (``what`` titles it)."""
+    check_gemm_fits(ctx.spec, p, layout_of, ctx.devices)  # before any data moves
+    ran = ctx.run_devices(gemm_program(p, layout_of), label=what)
+    return report_gemm(ctx, p, [r for _, r in ran], what)

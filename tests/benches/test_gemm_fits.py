@@ -1,4 +1,4 @@
-"""What a GEMM bench checks before any data moves (benches/gemm_common.py: check_gemm_fits):
+"""What a GEMM bench checks before any data moves (benches/gemm_fits.py: check_gemm_fits):
 its tiles against TCM, its operands against the HBM slices its placement gives them, its numpy
 data against host memory. Each check is held to what a run really uses: the TCM peak and the
 HBM allocations a run reports, and a run at exactly the limit still goes through."""
@@ -6,9 +6,9 @@ HBM allocations a run reports, and a run at exactly the limit still goes through
 import dataclasses
 
 import pytest
-from kernbench.benches import gemm_common
+from kernbench.benches import gemm_fits
 from kernbench.benches.gemm import gemm_layout
-from kernbench.benches.gemm_common import (
+from kernbench.benches.gemm_fits import (
     DeviceShape,
     hbm_bytes_per_slice,
     pipeline_buffers,
@@ -150,7 +150,7 @@ def test_operands_too_big_for_one_slice_suggest_more_pes(topo1x1):
 def test_numpy_data_beyond_host_memory_are_refused(topo1x1, monkeypatch):
     p = get_bench("qkv_gemm").params()
     inputs = (p.m * p.k + p.k * p.n) * 2
-    monkeypatch.setattr(gemm_common, "host_memory_bytes", lambda: inputs)
+    monkeypatch.setattr(gemm_fits, "host_memory_bytes", lambda: inputs)
     message = refused("qkv_gemm", topo1x1)
     assert message.startswith("bench.k: the 128x256 @ 256x128 fp16 GEMM needs at least ")
     assert "of host memory" in message and "(128.0 KiB)" in message
