@@ -154,7 +154,7 @@ class Block:
         return self._view(view)
 
     def __len__(self) -> int:
-        return len(self.value)
+        return len(self._value)
 
     def _scalar(self) -> Any:
         if self.value.size != 1:

@@ -173,6 +173,15 @@ class PeWorker:
 
         g = greenlet.getcurrent()
         self.t = self.start_ns = self.system.now
+        try:
+            self._run(programs, kernel, g)
+        except BaseException:
+            self.rings.abandon()  # a failed launch leaves the PE's TCM as it found it
+            raise
+
+    def _run(
+        self, programs: list[tuple[int, int, int]], kernel: Callable[..., Any], g: Any
+    ) -> None:
         for pid in programs:
             g.kernel_program = Program(self, pid)
             self.depth = self.launch.num_stages

@@ -112,3 +112,10 @@ class Rings:
                 free_ns = max(free_ns, stage.release_ns())
                 stage.release()
         return free_ns
+
+    def abandon(self) -> None:
+        """Give every buffer back without waiting (the launch failed): the TCM of blocks the
+        kernel dropped is freed now, that of blocks still alive when they are dropped."""
+        for ring in self.sites.values():
+            while ring:
+                ring.popleft().release()

@@ -248,3 +248,32 @@ def test_pending_loads_give_the_values_masks_other_and_padding_say(topo1x1, new_
     dev.launch(masked_loads, 1, tx, ty, N=n, BLOCK=block, pes=[(0, 0)])
     dev.synchronize()
     np.testing.assert_array_equal(ty.numpy(), 2 * x)
+
+
+@tl.jit
+def loads_then_out_of_bounds(x_ptr, N: tl.constexpr, STEPS: tl.constexpr):
+    offs = tl.arange(0, N)
+    acc = tl.zeros((N,), tl.float32)
+    for k in range(STEPS):
+        acc += tl.load(x_ptr + k * N + offs)
+    tl.store(x_ptr + offs, acc)
+
+
+def test_a_failed_pipelined_launch_gives_its_tcm_back(make_topology, new_device):
+    """A launch that fails with buffers in flight leaves the PE's TCM empty, and the next
+    launch on the PE runs."""
+    from kernbench.core.errors import KernelError
+
+    topo = make_topology(1, 1, num_stages=3)
+    n = 64
+    dev = new_device(topo)
+    x = dev.tensor(np.ones(4 * n, np.float32), placement=Placement.single(0, 0))
+    with pytest.raises(KernelError, match="out of bounds"):
+        dev.launch(loads_then_out_of_bounds, 1, x, N=n, STEPS=5, pes=[(0, 0)])
+        dev.synchronize()
+    pe = dev.system.pe(0, 0, 0)
+    assert pe.tcm_used == 0
+    dev.launch(loads_then_out_of_bounds, 1, x, N=n, STEPS=4, pes=[(0, 0)])
+    dev.synchronize()
+    np.testing.assert_array_equal(x.numpy()[:n], np.full(n, 4, np.float32))
+    assert pe.tcm_used == 0
