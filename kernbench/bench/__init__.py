@@ -1,6 +1,7 @@
 """Bench registry, context and result schema."""
 
 from kernbench.bench.context import BenchContext
+from kernbench.bench.model import ModelSpec, check_tp
 from kernbench.bench.registry import BenchInfo, bench, discover, get_bench
 from kernbench.bench.result import (
     HIGHER,
@@ -17,8 +18,10 @@ __all__ = [
     "BenchContext",
     "BenchInfo",
     "BenchResult",
+    "ModelSpec",
     "Table",
     "bench",
+    "check_tp",
     "discover",
     "get_bench",
     "headline_metrics",

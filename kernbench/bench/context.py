@@ -1,9 +1,11 @@
-"""What a bench receives: the system spec, a built topology and a way to start systems."""
+"""What a bench receives: the system spec, a built topology, a way to start systems and the
+model shape of the ``model`` config group."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernbench.bench.model import ModelSpec
 from kernbench.report.plot_workers import RunPlots
 from kernbench.runtime import Device, Hub, System
 from kernbench.runtime.observe import system_record, topology_record
@@ -22,7 +24,9 @@ class BenchContext:
     single-device bench runs on (config key ``device``). ``plots`` are the run's plots: those
     the bench asks for with :meth:`plot`, then the observation plots (default: drawn at the
     end, in this process). With ``log_transfers`` every system logs what it moved
-    (:attr:`kernbench.sim.transfer.TransferModel.log`)."""
+    (:attr:`kernbench.sim.transfer.TransferModel.log`). ``model`` is the LLM shape of the
+    ``model`` config group (default: the ``tiny`` preset); a bench that models no LLM ignores
+    it."""
 
     spec: SystemSpec
     topology: Topology
@@ -33,6 +37,7 @@ class BenchContext:
     labels: list[str] = field(default_factory=list)
     plots: RunPlots = field(default_factory=RunPlots)
     log_transfers: bool = False  # every system logs its transfers (TransferModel.log)
+    model: ModelSpec = field(default_factory=ModelSpec)
 
     def __post_init__(self) -> None:
         if self.observer is None:

@@ -39,6 +39,7 @@ from kernbench.config import (
     config_yaml,
     devices_from_cfg,
     flatten,
+    model_spec_from_cfg,
     normalized,
     sweep_trace_default,
     system_spec_from_cfg,
@@ -118,7 +119,8 @@ def run(
         spec = system_spec_from_cfg(cfg)
         name, modules = bench_selection(cfg)
         info = get_bench(name, modules)
-        params = bench_params_from_cfg(cfg, info, spec)
+        model = model_spec_from_cfg(cfg)
+        params = bench_params_from_cfg(cfg, info, spec, model)
         devices = devices_from_cfg(cfg, spec)
         summary.update(better=info.better, headline=list(info.headline))
         # Only a valid config becomes an MLflow run: a config error is not a run (ADR 0021).
@@ -130,7 +132,9 @@ def run(
             started = time.perf_counter()  # wall_s measures the run, not the store's start-up
         # The collector skips the heap mlflow, SQLAlchemy and Hydra left (kernbench/cli/heap.py).
         with frozen_heap(), _progress(console, show_progress) as progress:
-            ctx = BenchContext.from_spec(spec, progress=progress, devices=devices, plots=plots)
+            ctx = BenchContext.from_spec(
+                spec, progress=progress, devices=devices, plots=plots, model=model
+            )
             result = info.fn(ctx, params)
         if not isinstance(result, BenchResult):
             raise BenchError(

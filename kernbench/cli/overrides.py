@@ -33,6 +33,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
+from kernbench.bench import ModelSpec
 from kernbench.cli.tracking import TrackingSpec
 from kernbench.config.system import conf_dir
 from kernbench.config.validate import check_key
@@ -43,7 +44,7 @@ from kernbench.sim.spec import SimSpec
 from kernbench.topology import TopologySpec
 
 SPEC_GROUPS: dict[str, type] = {
-    cls.KEY: cls for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, TrackingSpec)
+    cls.KEY: cls for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, ModelSpec, TrackingSpec)
 }
 # Keys of conf/config.yaml itself besides the groups (and Hydra's own).
 TOP_KEYS = ("device",)

@@ -386,7 +386,7 @@ def run_tags(
 
 BETTER_TAG = f"{TAG_PREFIX}better"
 # The config groups a run's description names, in this order (all are tags besides).
-DESCRIBED_GROUPS = ("topology", "hw", "sim", "ccl")
+DESCRIBED_GROUPS = ("topology", "hw", "sim", "ccl", "model")
 HEADLINE_TAG = f"{TAG_PREFIX}headline"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kernbench.bench import BenchInfo, get_bench
+from kernbench.bench import BenchInfo, ModelSpec, get_bench
 from kernbench.config.validate import build_spec, check_system, to_plain
 from kernbench.core.errors import ConfigError, KernbenchError
 from kernbench.hw import HwSpec
@@ -41,6 +41,12 @@ def system_spec_from_cfg(cfg: DictConfig) -> SystemSpec:
     )
     check_system(spec)
     return spec
+
+
+def model_spec_from_cfg(cfg: DictConfig) -> ModelSpec:
+    """Validate ``cfg.model``, the LLM shape a bench reads as ``ctx.model`` (docs/models.md);
+    a config without it gets the defaults (the ``tiny`` preset)."""
+    return build_spec(ModelSpec, cfg.get("model"), ModelSpec.KEY)
 
 
 def devices_from_cfg(cfg: DictConfig, spec: SystemSpec) -> tuple[int, ...]:
@@ -85,17 +91,27 @@ def bench_selection(cfg: DictConfig) -> tuple[str, tuple[str, ...]]:
     return name, modules
 
 
-def bench_params_from_cfg(cfg: DictConfig, info: BenchInfo, spec: SystemSpec | None = None) -> Any:
+def bench_params_from_cfg(
+    cfg: DictConfig,
+    info: BenchInfo,
+    spec: SystemSpec | None = None,
+    model: ModelSpec | None = None,
+) -> Any:
     """``cfg.bench`` without its selection keys, validated against the bench's params class.
 
     With ``spec``, parameters whose class defines ``check_spec(spec)`` are also checked against
-    the system before anything is built (a size against the HBM slice, say)."""
+    the system before anything is built (a size against the HBM slice, say); with ``model``,
+    those whose class defines ``check_model(model)`` against the model shape (``bench.tp``
+    against its heads, say: :func:`kernbench.bench.check_tp`)."""
     node = to_plain(cfg.get("bench"), "bench") or {}
     values = {k: v for k, v in node.items() if k not in BENCH_SELECT_KEYS}
     params = build_spec(info.params, values, "bench", noun="parameter")
     check = getattr(params, "check_spec", None)
     if spec is not None and callable(check):
         check(spec)
+    check = getattr(params, "check_model", None)
+    if model is not None and callable(check):
+        check(model)
     return params
 
 
@@ -128,7 +144,7 @@ def normalized(cfg: DictConfig) -> dict[str, Any]:
     values, so ``hw.hbm.pc_bw_gbs=32`` and ``=32.0`` log the same params and hash. A section
     that does not validate stays as written; the run reports its error separately."""
     data = resolved(cfg)
-    for cls in (TopologySpec, HwSpec, SimSpec, CclSpec):
+    for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, ModelSpec):
         with contextlib.suppress(KernbenchError):
             data[cls.KEY] = dataclasses.asdict(build_spec(cls, cfg.get(cls.KEY), cls.KEY))
     try:

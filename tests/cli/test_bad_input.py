@@ -67,6 +67,11 @@ BAD_INPUT = [
     (("-m", "topology=2x2,5x5"), "topology", ("no preset '5x5'",)),
     (("hw.hbm.pc_bw=48",), "hw.hbm.pc_bw", ("unknown key", "pc_bw_gbs")),
     (("sim.modle=flit",), "sim.modle", ("unknown key; valid: model,",)),
+    (("model=nope",), "model", (f"no preset 'nope'; valid: {presets('model')}",)),
+    (("model=llama3_8b", "model.heads=3"), "model.heads", ("model.hidden (4096)", "3 * 128")),
+    (("model.kv_heads=3",), "model.kv_heads", ("must divide model.heads (4)",)),
+    (("model.dtype=int4",), "model.dtype", ("fp16, bf16, fp32", "'int4'")),
+    (("model.hedas=3",), "model.hedas", ("unknown key; valid: name, hidden, heads,",)),
     (("nosuchkey=1",), "nosuchkey", ("unknown key", "topology", "device", "+nosuchkey=")),
 ]
 

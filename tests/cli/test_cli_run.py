@@ -139,3 +139,28 @@ def test_unexpected_exception_exits_1_with_traceback(tmp_path, tiny_importable):
     assert err.endswith("error: RuntimeError: boom\n")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("failed", "RuntimeError: boom")
+
+
+def test_command_line_run_with_a_model_records_its_shape(tmp_path):
+    proc = kernbench(
+        tmp_path,
+        "model=llama3_8b",
+        "bench=probe",
+        "topology=2x2",
+        "bench.sweep=false",
+        "bench.congestion=false",
+        "sim.trace=off",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert summary["choices"]["model"] == "llama3_8b"
+    params = summary["params"]
+    # Llama 3 8B's config.json: 32 query heads sharing 8 KV heads, a 128256-token vocabulary.
+    assert (params["model.name"], params["model.heads"], params["model.kv_heads"]) == (
+        "llama3_8b",
+        32,
+        8,
+    )
+    assert (params["model.vocab"], params["model.rope_theta"]) == (128256, 500000.0)
+    assert "kv_heads: 8" in (tmp_path / "run" / "config.yaml").read_text()

@@ -88,6 +88,8 @@ def test_run_params_are_the_flattened_resolved_config(probe_run, store):
     assert run.data.params["bench.size_bytes"] == "32768"
     assert run.data.params["bench.sweep"] == "False"
     assert run.data.params["tracking.uri"] == store
+    assert run.data.params["model.name"] == "tiny"  # the default model group
+    assert run.data.params["model.kv_heads"] == "2"
 
 
 def test_run_tags_identify_bench_config_code_and_outcome(probe_run):
