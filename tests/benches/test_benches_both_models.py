@@ -25,6 +25,7 @@ CASES = {
     "pe2pe": (TWO_SIPS, {"sizes": [256, 4096]}, None, None),
     "tp_mlp": (TWO_SIPS, {"tokens": 16, "hidden": 64, "ffn": 128}, None, None),
     "probe": (ONE_SIP, {"size_bytes": 8192, "sweep": False}, None, None),
+    "llm_layer": (ONE_SIP, {"phase": "prefill", "seq_len": 32, "pes": 4}, "layer_ns", 0.05),
     "model_check": (
         ONE_SIP,
         {"scenarios": "link-k2,all-local", "size_bytes": 4096},
