@@ -141,3 +141,14 @@ def test_a_run_removes_the_observation_artifacts_an_earlier_run_left(tmp_path):
     assert (outcome.status, outcome.exit_code) == ("ok", 0), out.getvalue()
     assert [name for name in stale if (out_dir / name).exists()] == []
     assert "observe" not in outcome.summary
+
+
+def test_the_llm_op_plot_stacks_every_op_and_needs_op_metrics(tmp_path):
+    from kernbench.report import plots
+
+    metrics = {"layer_ns": 10.0, "op/norm_ns": 3.0, "op/norm_roofline_ns": 1.0,
+               "op/mlp_ns": 7.0, "op/mlp_roofline_ns": 4.0}  # fmt: skip
+    assert plots.llm_ops(metrics, tmp_path) == ["llm_ops.png"]
+    img = mpimg.imread(tmp_path / "llm_ops.png")
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert plots.llm_ops({"layer_ns": 1.0}, tmp_path / "none") == []

@@ -8,6 +8,8 @@
   internal link, UCIe crossings (and the IO chiplet's PHYs) as arrows coloured by utilization.
 - ``unit_busy.png``: with ``sim.trace=full`` a timeline of the busiest units' and links' spans;
   otherwise a bar chart of their busy fraction.
+- ``llm_ops.png``: an LLM layer's time by op as a stacked bar beside the same ops' roofline
+  bounds, from the ``op/<op>_ns`` and ``op/<op>_roofline_ns`` metrics.
 
 Each function returns the file names it wrote (none when it has nothing to show).
 """
@@ -114,6 +116,32 @@ def probe_latency_breakdown(metrics: Mapping[str, float], out_dir: Path) -> list
     ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.1, right=0.98, top=0.93, bottom=0.22)
     return [_save(fig, out_dir, "probe_latency_breakdown.png")]
+
+
+def llm_ops(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
+    ops = [
+        k.removeprefix("op/").removesuffix("_ns")
+        for k in metrics
+        if k.startswith("op/") and k.endswith("_ns") and not k.endswith("_roofline_ns")
+    ]
+    if not ops:
+        return []
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    bars = ("simulated", "roofline bound")
+    bottom = [0.0, 0.0]
+    for i, op in enumerate(ops):
+        values = [
+            max(float(metrics[f"op/{op}_ns"]), 0.0),
+            max(float(metrics.get(f"op/{op}_roofline_ns", 0.0)), 0.0),
+        ]
+        ax.bar(bars, values, bottom=bottom, label=op, color=f"C{i % 10}")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_ylim(0.0, max(bottom) * 1.05 or 1.0)
+    ax.set_ylabel("ns")
+    ax.set_title("Layer time by op", y=1.0)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.subplots_adjust(left=0.14, right=0.98, top=0.93, bottom=0.08)
+    return [_save(fig, out_dir, "llm_ops.png")]
 
 
 def _fmt_size(n: int) -> str:
