@@ -9,7 +9,6 @@ message's :class:`Completion`. Requests that cannot be served (an address outsid
 window, a size of zero) complete at once with ``ok=False`` and an error code.
 """
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from simpy.events import Event
 from kernbench.core.errors import AddressError, KernbenchError, SimulationError
 from kernbench.hw import HbmController, MemoryStore
 from kernbench.hw.pe import Pe
+from kernbench.runtime.dma_channel import DmaChannel
 from kernbench.runtime.messages import (
     Completion,
     Hop,
@@ -38,33 +38,6 @@ from kernbench.topology.topology import Route
 
 # One address run of a DMA: (address, bytes, data to write or None).
 DmaRun = tuple[int, int, np.ndarray | None]
-
-
-class DmaChannel:
-    """A DMA channel that keeps up to ``capacity`` DMAs in flight (``hw.pe.dma_outstanding``):
-    requests start in issue order, each as soon as fewer than ``capacity`` are in flight.
-
-    It counts the DMAs it ran, their bytes, the time it had at least one in flight and the
-    longest wait of a DMA for it; with ``sim.trace=full`` it keeps one span per DMA:
-    ``(msg id, start, end, bytes, queued_ns)``.
-    """
-
-    __slots__ = (
-        "name", "capacity", "active", "since", "waiting", "ops", "bytes", "busy_ns",
-        "max_wait_ns", "spans",
-    )  # fmt: skip
-
-    def __init__(self, name: str, capacity: int = 1) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.active = 0
-        self.since = 0.0  # when ``active`` last rose from 0
-        self.waiting: deque = deque()
-        self.ops = 0
-        self.bytes = 0
-        self.busy_ns = 0.0
-        self.max_wait_ns = 0.0
-        self.spans: list[tuple[int, float, float, int, float]] = []
 
 
 class System:
