@@ -1,6 +1,7 @@
-"""What each op of benches/llm_layer.py must at least do: FLOPs on pe_gemm, elementwise
-operations on pe_math and bytes through HBM (every operand read once, every result written
-once), and the analytic bound they give on the PEs used (docs/llm.md, "Roofline")."""
+"""What each op of benches/llm_layer.py must at least do on one tensor-parallel rank: FLOPs on
+pe_gemm, elementwise operations on pe_math, bytes through HBM (every operand read once, every
+result written once) and, for the all-reduces, bytes over the rank's switch port; and the
+analytic bound they give on the PEs used (docs/llm.md, "Roofline")."""
 
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -8,8 +9,13 @@ from typing import Any, Literal
 from kernbench.bench import ModelSpec
 from kernbench.hw import HwSpec
 
-Op = Literal["norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp"]
+Op = Literal["norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp", "all_reduce"]
 OPS: tuple[Op, ...] = ("norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp")
+TP_OPS: tuple[Op, ...] = (*OPS, "all_reduce")  # tensor parallelism adds the two all-reduces
+
+
+def layer_ops(tp: int) -> tuple[Op, ...]:
+    return OPS if tp == 1 else TP_OPS
 
 
 @dataclass(frozen=True)
@@ -19,11 +25,26 @@ class Cost:
     bytes: float  # HBM bytes, each operand once
     compute_ns: float
     hbm_ns: float
+    link_ns: float = 0.0  # bytes sent over the rank's switch port at its bandwidth
+
+    @property
+    def roofline_ns(self) -> float:
+        return max(self.compute_ns, self.hbm_ns, self.link_ns)
+
+    @property
+    def bound(self) -> str:
+        if self.link_ns > max(self.compute_ns, self.hbm_ns):
+            return "link"
+        return "compute" if self.compute_ns >= self.hbm_ns else "hbm"
 
 
 def layer_costs(model: ModelSpec, p: Any, hw: HwSpec, slices: int) -> dict[Op, Cost]:
-    e = model.dtype_bytes
-    h, kvd, hid, ffn = model.heads * model.head_dim, model.kv_dim, model.hidden, model.ffn
+    """The ops of one rank of ``p.tp``: its ``heads / tp`` query and ``kv_heads / tp`` key/value
+    heads, ``ffn / tp`` MLP columns, the full-width norms and residual adds, and (tp > 1) two
+    ring all-reduces of the ``[tokens, hidden]`` partial products."""
+    e, tp = model.dtype_bytes, p.tp
+    h, kvd, hid = model.heads * model.head_dim // tp, model.kv_dim // tp, model.hidden
+    ffn, heads = model.ffn // tp, model.heads // tp
     t = p.batch * p.tokens_per_seq
     if p.phase == "prefill":
         pairs = p.batch * p.seq_len * (p.seq_len + 1) / 2  # causal (query, key) pairs
@@ -37,8 +58,8 @@ def layer_costs(model: ModelSpec, p: Any, hw: HwSpec, slices: int) -> dict[Op, C
                                                        + t * (h + 2 * kvd))),
         "rope": (0.0, 3 * t * (h + kvd), e * 2 * t * (h + kvd)),
         "attention": (
-            4 * pairs * model.heads * model.head_dim,
-            5 * pairs * model.heads,
+            4 * pairs * heads * model.head_dim,
+            5 * pairs * heads,
             e * (2 * t * h + 2 * t * kvd + 2 * t * kvd + cache_read),
         ),
         "out_proj": (2 * t * h * hid, 0.0, e * (t * h + h * hid + t * hid)),
@@ -49,9 +70,14 @@ def layer_costs(model: ModelSpec, p: Any, hw: HwSpec, slices: int) -> dict[Op, C
             e * (t * hid + 3 * hid * ffn + 6 * t * ffn + t * hid),
         ),
     }  # fmt: skip
+    # a ring all-reduce adds (tp - 1) / tp of the tensor and sends 2 (tp - 1) / tp of it
+    if tp > 1:
+        raw["all_reduce"] = (0.0, 2 * (tp - 1) / tp * t * hid, e * 2 * 2 * t * hid)
+    link = 2 * 2 * (tp - 1) / tp * t * hid * e / hw.switch.link_bw_gbs
     gemm = hw.pe.gemm_tflops_fp16 * 1e3 * (0.5 if model.dtype == "fp32" else 1.0) * p.pes
     math = hw.pe.math_tflops * 1e3 * p.pes
     bw = hw.hbm.effective_bw_gbs * slices
     return {
-        op: Cost(fl, ma, by, fl / gemm + ma / math, by / bw) for op, (fl, ma, by) in raw.items()
+        op: Cost(fl, ma, by, fl / gemm + ma / math, by / bw, link if op == "all_reduce" else 0.0)
+        for op, (fl, ma, by) in raw.items()
     }

@@ -2,20 +2,23 @@
 and decode, against a numpy reference written here (float64 throughout, no intermediate
 rounding: a different route from the bench's own check), and the plausibility the issue asks
 for: MFU and MBU at most 1, prefill's GEMMs compute-bound and decode's memory-bound by the
-roofline, decode no faster than its weights at the HBM bandwidth of the PEs used."""
+roofline, decode no faster than its weights at the HBM bandwidth of the PEs used; and tensor
+parallelism over SIPs (Megatron's split): every rank's output equals the unsharded layer."""
 
 import numpy as np
 import pytest
-from kernbench.benches.llm_layer import LlmLayerParams, layer_program
+from kernbench.benches.llm_layer import LlmLayerParams, layer_program, run_ranks
 from kernbench.benches.llm_reference import make_weights
 
 from kernbench.bench import BenchContext, ModelSpec, get_bench
-from kernbench.core import BenchError
+from kernbench.core import BenchError, ConfigError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.topology import SystemSpec, TopologySpec
 
 TINY = ModelSpec()
 ONE_CUBE = SystemSpec(topology=TopologySpec(name="1x1", mesh_w=1, mesh_h=1))
+TWO_SIPS = SystemSpec(topology=TopologySpec(name="2s1x1", sips=2, mesh_w=1, mesh_h=1))
+OPS = ("norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp")
 
 
 def reference64(model: ModelSpec, p: LlmLayerParams, w, x, k_hist, v_hist) -> np.ndarray:
@@ -86,9 +89,9 @@ def test_the_layer_output_matches_numpy(params):
     assert not np.allclose(got, x.astype(np.float64), atol=1e-3)  # the layer did something
 
 
-def run_bench(**params):
+def run_bench(spec=ONE_CUBE, **params):
     info = get_bench("llm_layer")
-    return info.fn(BenchContext.from_spec(ONE_CUBE), info.params(**params))
+    return info.fn(BenchContext.from_spec(spec), info.params(**params))
 
 
 def test_prefill_is_compute_bound_and_decode_memory_bound_with_mfu_and_mbu_at_most_1():
@@ -119,9 +122,70 @@ def test_prefill_is_compute_bound_and_decode_memory_bound_with_mfu_and_mbu_at_mo
     [
         (dict(phase="train"), "bench.phase: must be prefill or decode"),
         (dict(seq_len=0), "bench.seq_len: must be a positive integer"),
-        (dict(tp=2), "bench.tp: tensor parallelism across SIPs is not built yet"),
+        (dict(tp=0), "bench.tp: must be a positive integer"),
     ],
 )
 def test_bad_parameters_name_their_key(params, message):
     with pytest.raises(BenchError, match=message):
         LlmLayerParams(**params)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(phase="prefill", batch=2, seq_len=24, pes=4, tp=2),
+        dict(phase="decode", batch=2, context=37, pes=4, splits=3, tp=2),
+    ],
+    ids=["prefill", "decode"],
+)
+def test_every_tensor_parallel_rank_outputs_the_unsharded_layer(params):
+    p = LlmLayerParams(**params)
+    runs = run_ranks(BenchContext.from_spec(TWO_SIPS), p, TINY)
+    assert len(runs) == 2
+    # the unsharded layer on the full weights (the ranks share SIP 0's seed)
+    w, x, k_hist, v_hist = make_weights(TINY, p, dtype_of(TINY.dtype), 0)
+    want = reference64(TINY, p, w, x, k_hist, v_hist)
+    for run in runs:
+        got = run["out"].astype(np.float64)
+        assert np.abs(got - want).max() <= 2e-2 * np.abs(want).max()
+    assert not np.allclose(runs[0]["out"].astype(np.float64), x.astype(np.float64), atol=1e-3)
+
+
+def test_two_ranks_prefill_faster_than_one_and_report_the_all_reduce():
+    kw = dict(phase="prefill", seq_len=128, pes=2)
+    one, two = run_bench(TWO_SIPS, tp=1, **kw), run_bench(TWO_SIPS, tp=2, **kw)
+    assert one.passed and two.passed, (one.checks, two.checks)
+    assert two.metrics["layer_ns"] < one.metrics["layer_ns"]
+    assert "all_reduce_share" not in one.metrics and "op/all_reduce_ns" not in one.metrics
+    ar = two.metrics["op/all_reduce_ns"]
+    assert 0 < two.metrics["all_reduce_share"] == pytest.approx(ar / two.metrics["layer_ns"])
+    ops = sum(two.metrics[f"op/{op}_ns"] for op in (*OPS, "all_reduce"))
+    assert ops == pytest.approx(two.metrics["layer_ns"], rel=1e-9)
+    m, hw, t = TINY, TWO_SIPS.hw, 128
+    # each of the two all-reduces of [t, hidden] fp16 sends at least half of it over each
+    # rank's switch port, and receives the other rank's half
+    partial = t * m.hidden * m.dtype_bytes
+    assert ar >= 2 * partial / 2 / hw.switch.link_bw_gbs
+    # MFU over the PEs of both ranks: the whole layer's matrix FLOPs, written out here
+    h = m.heads * m.head_dim
+    flops = (2 * t * m.hidden * (h + 2 * m.kv_dim) + 4 * t * (t + 1) / 2 * h
+             + 2 * t * h * m.hidden + 6 * t * m.hidden * m.ffn)  # fmt: skip
+    peak = hw.pe.gemm_tflops_fp16 * 1e3 * 2 * 2  # FLOP/ns of 2 PEs on each of 2 SIPs
+    assert two.metrics["mfu"] == pytest.approx(flops / two.metrics["layer_ns"] / peak)
+    assert one.metrics["mfu"] == pytest.approx(flops / one.metrics["layer_ns"] / (peak / 2))
+
+
+@pytest.mark.parametrize(
+    "spec, tp, message",
+    [
+        (TWO_SIPS, 3, "bench.tp: 3 ranks cannot split model.heads"),
+        (ONE_CUBE, 2, r"bench.tp: 2 ranks need 2 SIPs .* \(topology.sips\)"),
+    ],
+    ids=["heads", "sips"],
+)
+def test_tensor_parallel_degrees_that_cannot_run_are_refused_before_simulating(spec, tp, message):
+    info = get_bench("llm_layer")
+    ctx = BenchContext.from_spec(spec)
+    with pytest.raises(ConfigError, match=message):
+        info.fn(ctx, info.params(phase="prefill", seq_len=16, pes=2, tp=tp))
+    assert ctx.systems == []  # nothing was simulated
