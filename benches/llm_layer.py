@@ -307,6 +307,7 @@ def llm_layer(ctx: BenchContext, p: LlmLayerParams) -> BenchResult:
     result.checks["mbu_at_most_1"] = m["mbu"] <= 1.0
     m["verified"] = float(result.checks["verified"])
     result.tables.append(table)
+    ctx.plot("llm_ops", dict(m))  # llm_ops.png: time by op beside the roofline bounds
     result.sim_events = ctx.sim_events
     result.sim_time_ns = ctx.sim_time_ns
     return result
