@@ -277,3 +277,14 @@ def test_a_failed_pipelined_launch_gives_its_tcm_back(make_topology, new_device)
     dev.synchronize()
     np.testing.assert_array_equal(x.numpy()[:n], np.full(n, 4, np.float32))
     assert pe.tcm_used == 0
+
+
+def test_a_pipelined_run_is_deterministic(make_topology, new_device):
+    """Same configuration, same result, bit for bit: timings, unit counters and data."""
+    topo = make_topology(1, 1, model="fluid", num_stages=3, dma_outstanding=4)
+    runs = []
+    for _ in range(2):
+        t, launch, (_a, _b, c) = run_loop(topo, new_device, 5, *COMPUTE_BOUND)
+        pe = launch.system.pe(0, 0, 0)
+        runs.append((t, launch.end_ns, pe.gemm.busy_ns, pe.tcm_peak, c.tobytes()))
+    assert runs[0] == runs[1]
