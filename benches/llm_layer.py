@@ -14,7 +14,9 @@ the GEMMs with :func:`~kernbench.benches.matmul_kernels.matmul_kernel`):
 - ``norm`` again, ``mlp``: gate and up GEMMs, SiLU(gate) * up, down GEMM; ``residual``.
 
 Placement: activations split by rows and weights by columns over the PEs' HBM slices, rows
-padded (``Placement.pad``); the caches split by rows. Every op runs on all the PEs.
+padded (``Placement.pad``); the caches split by rows (prefill) or columns (decode). Every op
+runs on all the PEs; decode's GEMMs are weight-stationary (:func:`gemm`), tiles and attention
+blocks grow with the size (docs/llm.md, "Mapping to the PEs").
 
 Tensor parallelism (``bench.tp`` = T > 1): one rank per SIP (``dist.spawn``), Megatron's split.
 Rank r holds query heads r·H/T.. and KV heads r·KV/T.. (columns of wq, wk, wv, its shard of the
@@ -67,7 +69,7 @@ class LlmLayerParams:
     context: int = 128
     tp: int = 1
     pes: int = 8
-    splits: int = 4
+    splits: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,8 +77,10 @@ class LlmLayerParams:
             raise BenchError(f"bench.phase: must be prefill or decode, got {self.phase!r}")
         for key in ("batch", "seq_len", "context", "tp", "pes", "splits"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BenchError(f"bench.{key}: must be a positive integer, got {value!r}")
+            low = 0 if key == "splits" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a non-negative integer (0: auto)" if low == 0 else "a positive integer"
+                raise BenchError(f"bench.{key}: must be {what}, got {value!r}")
 
     def check_model(self, model: ModelSpec) -> None:
         check_tp(model, self.tp)
@@ -93,23 +97,49 @@ class LlmLayerParams:
         return self.seq_len if self.phase == "prefill" else 1
 
 
-def _block(dim: int) -> int:
-    """A GEMM tile side for ``dim``: 128 (the tuned GEMM's) or the power of two covering it."""
+def _block(dim: int, cap: int = 256) -> int:
+    """A GEMM tile side for ``dim``: the power of two covering it, at least 16, at most
+    ``cap``. Larger tiles than the tuned GEMM's 128 halve the loads (DMAs, flows and ``tl``
+    calls) per FLOP at full size; 3 stages of 256-wide fp16 tiles take 0.8 MiB of TCM."""
     b = 16
-    while b < dim and b < 128:
+    while b < dim and b < cap:
         b *= 2
     return b
 
 
 def gemm(dev: Device, a: Any, b: Any, c: Any, pes: list[tuple[int, int]]) -> Any:
-    """``c = a @ b`` with the matmul kernel on ``pes``."""
+    """``c = a @ b`` with the matmul kernel on ``pes``.
+
+    Few rows (decode: ``M`` at most 16): weight-stationary, one program per PE on a
+    ``BLOCK_N = N / len(pes)`` column block, which is the block of ``b`` (and ``c``) its own
+    HBM slice holds under the weights' column placement: the weights are read
+    once, from every slice at once, and never cross a cube. Else tiles of up to 256 in the
+    diagonal order of :func:`matmul_kernel`."""
     (m, k), n = a.shape, b.shape[1]
-    bm, bn, bk = _block(m), _block(n), _block(k)
+    if m <= 16 and n % len(pes) == 0:
+        bm, bn, bk = _block(m), n // len(pes), _block(k, 512)
+    else:
+        bm, bn, bk = _block(m), _block(n), _block(k)
     grid = (-(-m // bm) * -(-n // bn),)
     return dev.launch(
         matmul_kernel, grid, a, b, c, m, n, k, *a.stride(), *b.stride(), *c.stride(),
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, pes=pes,
     )  # fmt: skip
+
+
+def attn_block(seq_len: int) -> int:
+    """Flash-attention block (queries and keys) for a prompt of ``seq_len``: 16 up to 256
+    tokens, 64 up to 1024, then 128 — fewer, larger ``tl.dot`` calls at full size."""
+    return 16 if seq_len <= 256 else 64 if seq_len <= 1024 else 128
+
+
+def decode_splits(p: "LlmLayerParams", kv_heads: int) -> int:
+    """Context splits of flash decoding: ``bench.splits``, or (0) enough for one program per
+    PE (``pes / (kv_heads * batch)``, at least 1), each split at least 64 positions."""
+    if p.splits:
+        return p.splits
+    want = max(1, p.pes // (kv_heads * p.batch))
+    return max(1, min(want, (p.context + 1) // 64))
 
 
 def shard(
@@ -154,7 +184,9 @@ def layer_program(p: LlmLayerParams, model: ModelSpec, rank: int = 0, world: int
         tn = {name: dev.tensor(a, placement=rows, name=name) for name, a in ws.items()
               if a.ndim == 1}  # fmt: skip
         tx = dev.tensor(x, placement=rows, name="x")
-        cache = Placement("row", "row", cube_ids=cube_ids, pe_ids=pe_ids)
+        # decode: a KV head's columns on the PEs its split programs run on (see docs/llm.md)
+        cache = Placement(*(("row", "row") if p.phase == "prefill" else ("col", "col")),
+                          cube_ids=cube_ids, pe_ids=pe_ids)  # fmt: skip
         kc = dev.tensor(ks, placement=cache, name="k_cache")
         vc = dev.tensor(vs, placement=cache, name="v_cache")
 
@@ -186,12 +218,14 @@ def layer_program(p: LlmLayerParams, model: ModelSpec, rank: int = 0, world: int
         if p.phase == "prefill":
             run("attention", launch_flash_attn_prefill(
                 dev, q, kc, vc, attn, p.batch, p.seq_len, n_h, n_kv, kv_rows=max_ctx,
+                block_m=attn_block(p.seq_len), block_n=attn_block(p.seq_len),
                 pes=pes))  # fmt: skip
         else:
-            parts = decode_partials(dev, p.batch, n_h, model.head_dim, p.splits, rows)
+            splits = decode_splits(p, n_kv)
+            parts = decode_partials(dev, p.batch, n_h, model.head_dim, splits, rows)
             run("attention", *launch_flash_decode(
-                dev, q, kc, vc, attn, p.context + 1, n_h, n_kv, parts, p.splits,
-                pes=pes))  # fmt: skip
+                dev, q, kc, vc, attn, p.context + 1, n_h, n_kv, parts, splits,
+                block_n=attn_block(p.context), pes=pes))  # fmt: skip
         run("out_proj", gemm(dev, attn, tw["wo"], proj, pes))
         all_reduce(proj)
         run("residual", launch_residual_add(dev, proj, tx, tx, pes=pes))
