@@ -56,14 +56,12 @@ def atomic(
             worker.hub.wait(ev, f"{worker.where}: tl.{name} to release this PE's stores")
         worker.pending = [ev for ev in worker.pending if ev.callbacks is not None]
     t = max(t, worker.system.now)
-    addrs = tensor.addresses(idx, worker.cube, worker.index)
-    uniq, inverse = np.unique(addrs, return_inverse=True)
+    uniq, inverse, runs = worker.runs(tensor, idx)
     held = worker.hub.wait(
         _reserve(worker.system, uniq, t),
         f"{worker.where}: tl.{name} for elements another atomic holds",
     )
     size = tensor.dtype.itemsize
-    runs = address_runs(uniq, size, worker._segments(uniq))
     read = [(int(uniq[i]), n * size, None) for i, n in runs]
     ev = worker.system.dma(worker.node, "read", read, worker.system.now)
     grant, completions = worker.hub.wait(ev, f"{worker.where}: tl.{name} (read)")

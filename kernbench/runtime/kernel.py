@@ -305,57 +305,40 @@ class PeWorker:
         mask = (1 << self._offset_bits) - 1
         return (addrs >> self._offset_bits) * 4096 + (addrs & mask) // self._slice_bytes
 
-    def load(self, ptr: Pointer, mask: np.ndarray | None, site: Any = None) -> Any:
-        """Blocking: the loaded values. Pipelined: a :class:`Stage` whose DMA is in flight."""
-        if self.depth >= 2:
-            return self._load_async(ptr, mask, site)
-        tensor, idx, valid = self._elements("load", ptr, mask)
-        pe = self.pe
-        t = pe.dispatch(self.t)
-        shape = ptr.offsets.shape
-        out = np.zeros(int(np.prod(shape)), tensor.dtype)
-        if idx.size == 0:
-            self.t = t
-            return out.reshape(shape)
+    def runs(self, tensor: Tensor, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """The distinct addresses of elements ``idx`` of ``tensor`` (sorted), where each
+        element's value sits among them, and their contiguous runs within HBM slices."""
         addrs = tensor.addresses(idx, self.cube, self.index)
         uniq, inverse = np.unique(addrs, return_inverse=True)
-        size = tensor.dtype.itemsize
-        runs = address_runs(uniq, size, self._segments(uniq))
-        dma_runs: list[DmaRun] = [(int(uniq[i]), n * size, None) for i, n in runs]
-        ev = self.system.dma(self.node, "read", dma_runs, t)
-        grant, completions = self.hub.wait(ev, f"{self.where}: tl.load")
-        raw = np.concatenate([c.data for c in completions])
-        values = raw.view(tensor.dtype)[inverse]
-        nbytes = raw.size
-        tcm_end = pe.tcm_write.serve(grant, nbytes / pe.spec.tcm_write_bw_gbs, nbytes)
-        now = self.system.now
-        self.t = now if now > tcm_end else tcm_end
-        if valid is None:
-            out[:] = values
-        else:
-            out[valid] = values
-        return out.reshape(shape)
+        return uniq, inverse, address_runs(uniq, tensor.dtype.itemsize, self._segments(uniq))
 
-    def _load_async(self, ptr: Pointer, mask: np.ndarray | None, site: Any) -> Any:
+    def load(self, ptr: Pointer, mask: np.ndarray | None, site: Any = None) -> Any:
+        """Blocking: the loaded values. Pipelined: a :class:`Stage` whose DMA is in flight."""
         tensor, idx, valid = self._elements("load", ptr, mask)
         shape = ptr.offsets.shape
         if idx.size == 0:
             self.t = self.pe.dispatch(self.t)
             return np.zeros(shape, tensor.dtype)
+        if self.depth < 2:  # blocking: wait for the data now
+            self.t = self.pe.dispatch(self.t)
+            return self.land(self._read(tensor, idx, valid, shape))
         free = self.rings.take(site, self.depth)
         if free > self.t:
             self.t = free
-        t = self.pe.dispatch(self.t)
-        addrs = tensor.addresses(idx, self.cube, self.index)
-        uniq, inverse = np.unique(addrs, return_inverse=True)
-        size = tensor.dtype.itemsize
-        runs = address_runs(uniq, size, self._segments(uniq))
-        dma_runs: list[DmaRun] = [(int(uniq[i]), n * size, None) for i, n in runs]
-        ev = self.system.dma(self.node, "read", dma_runs, t)
-        stage = Stage(self, ev, np.zeros(shape, tensor.dtype), inverse, valid)
+        self.t = self.pe.dispatch(self.t)
+        stage = self._read(tensor, idx, valid, shape)
         self.rings.add(site, stage)
-        self.t = t
         return stage
+
+    def _read(
+        self, tensor: Tensor, idx: np.ndarray, valid: np.ndarray | None, shape: tuple[int, ...]
+    ) -> Stage:
+        """One DMA read of the elements' runs, issued at the program's time ``t``."""
+        uniq, inverse, runs = self.runs(tensor, idx)
+        size = tensor.dtype.itemsize
+        dma_runs: list[DmaRun] = [(int(uniq[i]), n * size, None) for i, n in runs]
+        ev = self.system.dma(self.node, "read", dma_runs, self.t)
+        return Stage(self, ev, np.zeros(shape, tensor.dtype), inverse, valid)
 
     def land(self, stage: Stage) -> np.ndarray:
         """Wait for a pipelined load's data; the program's issue stalls until they are in
