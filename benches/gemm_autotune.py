@@ -20,13 +20,12 @@ from kernbench.core import BenchError
 from kernbench.runtime import Device
 
 from .gemm_common import (
-    OUT_DTYPE,
     DeviceRun,
     GemmParams,
     Layout,
-    check_output,
+    deploy,
     gemm_program,
-    make_inputs,
+    read_back,
     report_gemm,
     roofline,
     slices_of,
@@ -156,12 +155,8 @@ def tuned_program(
         def grid(meta: dict[str, Any]) -> tuple[int]:
             return (layouts[(meta["BLOCK_M"], meta["BLOCK_N"], meta["BLOCK_K"])].grid,)
 
-        a, b = make_inputs(p, dev.sip)
-        t0 = dev.now
-        ta = dev.tensor(a, placement=base.a, name="A")
-        tb = dev.tensor(b, placement=base.b, name="B")
-        h2d = dev.now - t0
-        tc = dev.empty((p.m, p.n), OUT_DTYPE[p.dtype], placement=base.c, name="C")
+        ops = deploy(dev, p, base)
+        ta, tb, tc = ops.ta, ops.tb, ops.tc
         t_tune = dev.now
         launch = dev.launch(
             tuner, grid, ta, tb, tc, p.m, p.n, p.k, *ta.stride(), *tb.stride(), *tc.stride(),
@@ -174,13 +169,9 @@ def tuned_program(
             pe.tcm_peak = pe.tcm_used
         tune_ns = launch.issue_ns - t_tune
         best = by_config[tuner.best_config]
-        dev.synchronize()
-        t1 = dev.now
-        c = tc.numpy()
-        d2h = dev.now - t1
-        err, ok = check_output(a, b, c, p.dtype)
+        d2h, err, ok = read_back(dev, p, ops)
         run = DeviceRun(
-            dev.sip, launch, layouts[_tile(best)], slices_of(ta, tb, tc), h2d, d2h, err, ok,
+            dev.sip, launch, layouts[_tile(best)], slices_of(ta, tb, tc), ops.h2d, d2h, err, ok,
             params=best, busy_since=since,
         )  # fmt: skip
         trials = [(by_config[cfg], ns) for cfg, ns in launch.autotune]

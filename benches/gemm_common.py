@@ -297,26 +297,52 @@ def gemm_program(p: GemmParams, layout_of: Callable[[Device], Layout]) -> Callab
 
     def program(dev: Device) -> DeviceRun:
         layout = layout_of(dev)
-        a, b = make_inputs(p, dev.sip)
-        t0 = dev.now
-        ta = dev.tensor(a, placement=layout.a, name="A")
-        tb = dev.tensor(b, placement=layout.b, name="B")
-        h2d = dev.now - t0
-        tc = dev.empty((p.m, p.n), OUT_DTYPE[p.dtype], placement=layout.c, name="C")
+        ops = deploy(dev, p, layout)
+        ta, tb, tc = ops.ta, ops.tb, ops.tc
         launch = dev.launch(
             layout.kernel, (layout.grid,), ta, tb, tc, p.m, p.n, p.k,
             *ta.stride(), *tb.stride(), *tc.stride(),
             pes=layout.pes, BLOCK_M=p.block_m, BLOCK_N=p.block_n, BLOCK_K=p.block_k,
             num_stages=stages_of(dev.system.spec, p), **layout.meta,
         )  # fmt: skip
-        dev.synchronize()
-        t1 = dev.now
-        c = tc.numpy()
-        d2h = dev.now - t1
-        err, ok = check_output(a, b, c, p.dtype)
-        return DeviceRun(dev.sip, launch, layout, slices_of(ta, tb, tc), h2d, d2h, err, ok)
+        d2h, err, ok = read_back(dev, p, ops)
+        return DeviceRun(dev.sip, launch, layout, slices_of(ta, tb, tc), ops.h2d, d2h, err, ok)
 
     return program
+
+
+@dataclass
+class Operands:
+    """A GEMM's inputs on the host and its tensors on the device, and the H2D time."""
+
+    a: np.ndarray
+    b: np.ndarray
+    ta: Tensor
+    tb: Tensor
+    tc: Tensor
+    h2d: float
+
+
+def deploy(dev: Device, p: GemmParams, layout: Layout) -> Operands:
+    """Random A and B deployed H2D where ``layout`` puts them, and an empty C."""
+    a, b = make_inputs(p, dev.sip)
+    t0 = dev.now
+    ta = dev.tensor(a, placement=layout.a, name="A")
+    tb = dev.tensor(b, placement=layout.b, name="B")
+    h2d = dev.now - t0
+    tc = dev.empty((p.m, p.n), OUT_DTYPE[p.dtype], placement=layout.c, name="C")
+    return Operands(a, b, ta, tb, tc, h2d)
+
+
+def read_back(dev: Device, p: GemmParams, ops: Operands) -> tuple[float, float, bool]:
+    """After the device's launches: C read back (D2H), and ``(d2h_ns, max_abs_err,
+    verified)``."""
+    dev.synchronize()
+    t1 = dev.now
+    c = ops.tc.numpy()
+    d2h = dev.now - t1
+    err, ok = check_output(ops.a, ops.b, c, p.dtype)
+    return d2h, err, ok
 
 
 # -- reporting -----------------------------------------------------------------------------
