@@ -32,11 +32,13 @@ def rmsnorm_kernel(
     N: int,
     stride_xm: int,
     stride_ym: int,
+    x_off: int,
     eps: float,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ) -> None:
-    """RMSNorm of ``BLOCK_M`` rows of ``x [M, N]`` into ``y [M, N]`` with the weight ``w [N]``.
+    """RMSNorm of ``BLOCK_M`` rows of ``x [M, N]`` into ``y [M, N]`` with the weight ``w [N]``;
+    row ``i`` of ``x`` starts at element ``x_off + i * stride_xm``.
 
     Program ``pid`` owns rows ``pid * BLOCK_M ...``. The first pass accumulates ``x**2`` in
     fp32 over the row in ``BLOCK_N`` columns at a time (one reduction at the end, as Triton's
@@ -46,7 +48,7 @@ def rmsnorm_kernel(
     rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
     row_mask = rows[:, None] < M
-    x_rows = x_ptr + rows[:, None] * stride_xm
+    x_rows = x_ptr + x_off + rows[:, None] * stride_xm
     y_rows = y_ptr + rows[:, None] * stride_ym
     sum_sq = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     x = None
@@ -65,12 +67,16 @@ def rmsnorm_kernel(
         tl.store(y_rows + off + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def launch_rmsnorm(dev, x, w, y, eps=1e-5, block_m=4, block_n=256, pes=None):
-    """RMSNorm of the rows of ``x`` into ``y`` (both ``[M, N]``) on ``pes``."""
-    m, n = x.shape
+def launch_rmsnorm(dev, x, w, y, eps=1e-5, block_m=4, block_n=256, pes=None, last_of=None):
+    """RMSNorm of the rows of ``x`` into ``y`` (both ``[M, N]``) on ``pes``; with ``last_of =
+    t``, of the last row of every ``t`` rows of ``x`` (each sequence's last token) into ``y
+    [M / t, N]``."""
+    t = last_of or 1
+    m, n = x.shape[0] // t, x.shape[1]
     grid = (tl.cdiv(m, block_m),)
-    return dev.launch(rmsnorm_kernel, grid, x, w, y, m, n, x.stride(0), y.stride(0), eps,
-                      BLOCK_M=block_m, BLOCK_N=block_n, pes=pes)  # fmt: skip
+    return dev.launch(rmsnorm_kernel, grid, x, w, y, m, n, t * x.stride(0), y.stride(0),
+                      (t - 1) * x.stride(0), eps, BLOCK_M=block_m, BLOCK_N=block_n,
+                      pes=pes)  # fmt: skip
 
 
 @tl.jit

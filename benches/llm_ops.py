@@ -9,7 +9,9 @@ from typing import Any, Literal
 from kernbench.bench import ModelSpec
 from kernbench.hw import HwSpec
 
-Op = Literal["norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp", "all_reduce"]
+Op = Literal[
+    "norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp", "all_reduce", "lm_head"
+]
 OPS: tuple[Op, ...] = ("norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp")
 TP_OPS: tuple[Op, ...] = (*OPS, "all_reduce")  # tensor parallelism adds the two all-reduces
 
@@ -26,6 +28,17 @@ class Cost:
     compute_ns: float
     hbm_ns: float
     link_ns: float = 0.0  # bytes sent over the rank's switch port at its bandwidth
+
+    def __add__(self, other: "Cost") -> "Cost":
+        """Both ops' work; the bound of the sum is the larger of its summed times."""
+        return Cost(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def __mul__(self, n: float) -> "Cost":
+        """``n`` times the op (``n`` identical layers)."""
+        return Cost(*(a * n for a in self.values()))
+
+    def values(self) -> tuple[float, ...]:
+        return (self.flops, self.math, self.bytes, self.compute_ns, self.hbm_ns, self.link_ns)
 
     @property
     def roofline_ns(self) -> float:
@@ -73,6 +86,26 @@ def layer_costs(model: ModelSpec, p: Any, hw: HwSpec, slices: int) -> dict[Op, C
     # a ring all-reduce adds (tp - 1) / tp of the tensor and sends 2 (tp - 1) / tp of it
     if tp > 1:
         raw["all_reduce"] = (0.0, 2 * (tp - 1) / tp * t * hid, e * 2 * 2 * t * hid)
+    return _costs(raw, model, p, hw, slices)
+
+
+def head_costs(model: ModelSpec, p: Any, hw: HwSpec, slices: int) -> dict[Op, Cost]:
+    """The final RMSNorm (``norm``) and the LM head (``lm_head``) of one rank, on each
+    sequence's last token: ``vocab / tp`` columns of the logits."""
+    e, hid, b, vocab = model.dtype_bytes, model.hidden, p.batch, model.vocab // p.tp
+    raw: dict[Op, tuple[float, float, float]] = {
+        "norm": (0.0, 2 * 4 * b * hid, e * (2 * b * hid + hid)),
+        "lm_head": (2 * b * hid * vocab, 0.0, e * (b * hid + hid * vocab + b * vocab)),
+    }
+    return _costs(raw, model, p, hw, slices)
+
+
+def _costs(
+    raw: dict[Op, tuple[float, float, float]], model: ModelSpec, p: Any, hw: HwSpec, slices: int
+) -> dict[Op, Cost]:
+    """Each op's (FLOPs, math operations, HBM bytes) as a :class:`Cost` on ``p.pes`` PEs and
+    ``slices`` HBM slices; the all-reduce's bytes also over the rank's switch port."""
+    e, tp, t, hid = model.dtype_bytes, p.tp, p.batch * p.tokens_per_seq, model.hidden
     link = 2 * 2 * (tp - 1) / tp * t * hid * e / hw.switch.link_bw_gbs
     gemm = hw.pe.gemm_tflops_fp16 * 1e3 * (0.5 if model.dtype == "fp32" else 1.0) * p.pes
     math = hw.pe.math_tflops * 1e3 * p.pes

@@ -9,33 +9,74 @@ import numpy as np
 from kernbench.bench import ModelSpec
 
 
-def make_weights(
-    model: ModelSpec, p: Any, dt: np.dtype, sip: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """``(weights, x, k_cache, v_cache)``: weights as ``[in, out]`` matrices scaled by
-    1/sqrt(in) plus the two norm gains, the input ``[tokens, hidden]``, and the caches
-    ``[batch, max_ctx, kv_dim]`` (decode: random history before ``context``; prefill: zeros)."""
-    rng = np.random.default_rng(p.seed + sip)
+def layer_weights(
+    model: ModelSpec, dt: np.dtype, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """A layer's weights as ``[in, out]`` matrices scaled by 1/sqrt(in), and its two norm
+    gains."""
     h, kvd, hid, ffn = model.heads * model.head_dim, model.kv_dim, model.hidden, model.ffn
 
     def mat(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(dt)
 
-    w = {
+    return {
         "wq": mat(hid, h), "wk": mat(hid, kvd), "wv": mat(hid, kvd), "wo": mat(h, hid),
         "wg": mat(hid, ffn), "wu": mat(hid, ffn), "wd": mat(ffn, hid),
         "norm1": (1 + 0.1 * rng.standard_normal(hid)).astype(dt),
         "norm2": (1 + 0.1 * rng.standard_normal(hid)).astype(dt),
     }  # fmt: skip
-    tokens = p.batch * p.tokens_per_seq
-    x = rng.standard_normal((tokens, hid)).astype(dt)
+
+
+def cache_history(
+    model: ModelSpec, p: Any, dt: np.dtype, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's K and V caches ``[batch, max_ctx, kv_dim]``: zeros in prefill; in decode a
+    random history before ``context`` and room for the new token."""
     max_ctx = p.seq_len if p.phase == "prefill" else p.context + 1
-    k_hist = np.zeros((p.batch, max_ctx, kvd), dt)
-    v_hist = np.zeros((p.batch, max_ctx, kvd), dt)
+    k_hist = np.zeros((p.batch, max_ctx, model.kv_dim), dt)
+    v_hist = np.zeros((p.batch, max_ctx, model.kv_dim), dt)
     if p.phase == "decode":
-        k_hist[:, : p.context] = rng.standard_normal((p.batch, p.context, kvd)).astype(dt)
-        v_hist[:, : p.context] = rng.standard_normal((p.batch, p.context, kvd)).astype(dt)
-    return w, x, k_hist, v_hist
+        shape = (p.batch, p.context, model.kv_dim)
+        k_hist[:, : p.context] = rng.standard_normal(shape).astype(dt)
+        v_hist[:, : p.context] = rng.standard_normal(shape).astype(dt)
+    return k_hist, v_hist
+
+
+def make_weights(
+    model: ModelSpec, p: Any, dt: np.dtype, sip: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """``(weights, x, k_cache, v_cache)`` of one layer: :func:`layer_weights`, the input
+    ``[tokens, hidden]`` and :func:`cache_history`, seeded by ``p.seed + sip``."""
+    rng = np.random.default_rng(p.seed + sip)
+    w = layer_weights(model, dt, rng)
+    x = rng.standard_normal((p.batch * p.tokens_per_seq, model.hidden)).astype(dt)
+    return (w, x, *cache_history(model, p, dt, rng))
+
+
+def head_weights(
+    model: ModelSpec, dt: np.dtype, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The final RMSNorm's gain ``[hidden]`` and the LM head ``[hidden, vocab]``."""
+    norm = (1 + 0.1 * rng.standard_normal(model.hidden)).astype(dt)
+    lm_head = rng.standard_normal((model.hidden, model.vocab)) / np.sqrt(model.hidden)
+    return norm, lm_head.astype(dt)
+
+
+def head_reference(
+    model: ModelSpec,
+    x: np.ndarray,
+    norm: np.ndarray,
+    lm_head: np.ndarray,
+    tokens: int,
+    dt: np.dtype,
+) -> np.ndarray:
+    """The logits ``[batch, vocab]`` (float64 of the dtype's values) of each sequence's last
+    token (every ``tokens``-th row of ``x``, the last of each group)."""
+    f = np.float32
+    last = x[tokens - 1 :: tokens].astype(f)
+    hn = last / np.sqrt((last * last).mean(axis=-1, keepdims=True) + model.norm_eps) * norm
+    hn = hn.astype(dt).astype(f)
+    return (hn @ lm_head.astype(f)).astype(dt).astype(np.float64)
 
 
 def layer_reference(

@@ -8,8 +8,8 @@
   internal link, UCIe crossings (and the IO chiplet's PHYs) as arrows coloured by utilization.
 - ``unit_busy.png``: with ``sim.trace=full`` a timeline of the busiest units' and links' spans;
   otherwise a bar chart of their busy fraction.
-- ``llm_ops.png``: an LLM layer's time by op as a stacked bar beside the same ops' roofline
-  bounds, from the ``op/<op>_ns`` and ``op/<op>_roofline_ns`` metrics.
+- ``llm_ops.png``: an LLM layer's (or model's) time by op as a stacked bar beside the same ops'
+  roofline bounds, from the ``op/<op>_ns`` and ``op/<op>_roofline_ns`` metrics.
 
 Each function returns the file names it wrote (none when it has nothing to show).
 """
@@ -138,7 +138,7 @@ def llm_ops(metrics: Mapping[str, float], out_dir: Path) -> list[str]:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_ylim(0.0, max(bottom) * 1.05 or 1.0)
     ax.set_ylabel("ns")
-    ax.set_title("Layer time by op", y=1.0)
+    ax.set_title("Time by op", y=1.0)
     ax.legend(fontsize=8, loc="upper right")
     fig.subplots_adjust(left=0.14, right=0.98, top=0.93, bottom=0.08)
     return [_save(fig, out_dir, "llm_ops.png")]

@@ -140,7 +140,7 @@ def test_bad_parameters_name_their_key(params, message):
 )
 def test_every_tensor_parallel_rank_outputs_the_unsharded_layer(params):
     p = LlmLayerParams(**params)
-    runs = run_ranks(BenchContext.from_spec(TWO_SIPS), p, TINY)
+    runs = run_ranks(BenchContext.from_spec(TWO_SIPS), p, TINY, layer_program, "tp")
     assert len(runs) == 2
     # the unsharded layer on the full weights (the ranks share SIP 0's seed)
     w, x, k_hist, v_hist = make_weights(TINY, p, dtype_of(TINY.dtype), 0)

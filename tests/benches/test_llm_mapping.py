@@ -5,13 +5,8 @@ columns of its own slice), and the block sizes and decode splits are chosen by s
 
 import numpy as np
 import pytest
-from kernbench.benches.llm_layer import (
-    LlmLayerParams,
-    _block,
-    attn_block,
-    decode_splits,
-    layer_program,
-)
+from kernbench.benches.llm_layer import LlmLayerParams, layer_program
+from kernbench.benches.llm_program import _block, attn_block, decode_splits
 from kernbench.benches.llm_reference import make_weights
 from test_llm_layer import reference64
 
