@@ -7,9 +7,12 @@ greenlets in one simulation; rank ``r`` drives SIP ``r`` (its :class:`Device`). 
 surfaces as one :class:`KernelError` naming the rank; a deadlock (every rank waiting, no event
 pending) is reported by the hub with who waits on what.
 
-``all_reduce`` sums a tensor over the ranks in place: each rank launches a kernel on PE 0 of
-cube 0 that loads the tensor in pieces of at most ``ALLREDUCE_PIECE_BYTES``, runs a ring
-all-reduce with the other ranks' PE 0 of cube 0 over IPCQ, and stores the sums back.
+``all_reduce`` sums a tensor over the ranks in place, in parallel rings: the tensor is cut
+into up to one range per PE of cube 0 (each at least ``ALLREDUCE_RING_BYTES``), and PE ``i``
+of cube 0 of every rank runs a ring all-reduce of range ``i`` with the other ranks' PE ``i``
+over IPCQ, loading it in pieces of at most ``ALLREDUCE_PIECE_BYTES`` and storing the sums
+back. The rings share the ranks' switch ports; splitting the work over the PEs takes the
+per-PE load, add and IPCQ costs of one ring off the critical path.
 """
 
 from collections.abc import Callable
@@ -28,7 +31,8 @@ from kernbench.runtime.system import System
 from kernbench.runtime.tensor import Tensor
 
 ALLREDUCE_PIECE_BYTES = 1 << 20
-ROOT_PE = (0, 0)  # (cube, pe) of a rank that runs its part of all_reduce
+ALLREDUCE_RING_BYTES = 4096  # least bytes of the tensor a ring of all_reduce takes
+RING_CUBE = 0  # the cube whose PEs run a rank's rings of all_reduce
 
 
 @dataclass
@@ -148,11 +152,15 @@ def barrier() -> None:
 
 
 @tl.jit
-def rank_allreduce_kernel(t_ptr: Any, numel: int, piece: int, ring: tuple, me: int) -> None:
-    """Ring all-reduce of a whole tensor among one PE per rank, ``piece`` elements at a time."""
+def rank_allreduce_kernel(t_ptr: Any, numel: int, piece: int, rings: tuple, me: int) -> None:
+    """Program ``i``: ring all-reduce of the ``i``-th of ``len(rings)`` ranges of a tensor among
+    the PEs of ``rings[i]`` (one per rank), ``piece`` elements at a time."""
+    i = tl.program_id(axis=0)
+    ring = rings[i]
     p = len(ring)
-    for lo in range(0, numel, piece):
-        n = min(piece, numel - lo)
+    first, end = chunk_bounds(numel, len(rings))[i]
+    for lo in range(first, end, piece):
+        n = min(piece, end - lo)
         data = tl.load(t_ptr + lo + tl.arange(0, n))
         chunks = [data[a:b] for a, b in chunk_bounds(n, p)]
         ring_reduce_scatter(chunks, ring, me)
@@ -176,9 +184,12 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> None:
         )
     if g.world_size == 1:
         return
-    ring = tuple((r, *ROOT_PE) for r in range(g.world_size))
-    piece = max(g.world_size, ALLREDUCE_PIECE_BYTES // tensor.dtype.itemsize)
+    item = tensor.dtype.itemsize
+    n_rings = max(1, min(dev.pes_per_cube, tensor.numel * item // ALLREDUCE_RING_BYTES))
+    rings = tuple(tuple((r, RING_CUBE, i) for r in range(g.world_size)) for i in range(n_rings))
+    piece = max(g.world_size, ALLREDUCE_PIECE_BYTES // item)
     dev.launch(
-        rank_allreduce_kernel, (1,), tensor, tensor.numel, piece, ring, ctx.rank, pes=[ROOT_PE]
-    )
+        rank_allreduce_kernel, (n_rings,), tensor, tensor.numel, piece, rings, ctx.rank,
+        pes=[(RING_CUBE, i) for i in range(n_rings)],
+    )  # fmt: skip
     dev.synchronize()

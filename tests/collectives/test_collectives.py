@@ -112,6 +112,43 @@ def test_dist_all_reduce_sums_tensors_of_every_rank_larger_than_a_ring():
         np.testing.assert_array_equal(out, sum(data.values()))
 
 
+def test_dist_all_reduce_runs_rings_in_parallel_and_stays_above_the_link_bound(monkeypatch):
+    # 2 ranks x 64 KiB of fp16: 8 rings of 8 KiB (one per PE of cube 0) against one ring
+    # of the whole tensor (ALLREDUCE_RING_BYTES larger than it)
+    s = spec(sips=2)
+    data = {r: ints(np.random.default_rng(r), (128, 256), np.float16) for r in range(2)}
+
+    def timed() -> list:
+        system = System(s)
+
+        def fn(rank):
+            dist.init_process_group()
+            dev = dist.device()
+            t = dev.tensor(data[rank], placement="row")
+            dist.barrier()
+            start = dev.now
+            dist.all_reduce(t)
+            launch = dev.launches[-1]
+            return dev.now - start, launch.grid, t.numpy()
+
+        return dist.spawn(fn, 2, system=system)
+
+    parallel = timed()
+    monkeypatch.setattr(dist, "ALLREDUCE_RING_BYTES", 1 << 30)
+    single = timed()
+    for runs in (parallel, single):
+        for _t, _grid, out in runs:
+            np.testing.assert_array_equal(out, data[0] + data[1])
+    assert {grid for _t, grid, _out in parallel} == {(8, 1, 1)}
+    assert {grid for _t, grid, _out in single} == {(1, 1, 1)}
+    t_par, t_one = max(t for t, _g, _o in parallel), max(t for t, _g, _o in single)
+    assert t_par < t_one
+    # a ring of 2 sends half the tensor each way over each rank's switch port, twice
+    # (reduce-scatter, all-gather): no faster than that at the port's bandwidth
+    nbytes = data[0].nbytes
+    assert t_par >= 2 * (nbytes / 2) / s.hw.switch.link_bw_gbs
+
+
 def test_send_and_recv_move_blocks_between_neighbours_in_cube_cube_and_sip():
     s = spec(mesh_w=2, mesh_h=1, sips=2)
     system = System(s)
