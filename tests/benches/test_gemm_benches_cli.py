@@ -36,7 +36,7 @@ def run_captured(tmp_path: Path, *overrides: str):
     return outcome, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("name", BENCHES)
+@pytest.mark.parametrize("name", (*BENCHES, "llm_layer", "llm"))
 def test_each_yaml_lists_every_parameter_with_a_comment(name):
     path = conf_dir() / "bench" / f"{name}.yaml"
     values = yaml.safe_load(path.read_text())
