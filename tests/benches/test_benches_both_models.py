@@ -26,6 +26,7 @@ CASES = {
     "tp_mlp": (TWO_SIPS, {"tokens": 16, "hidden": 64, "ffn": 128}, None, None),
     "probe": (ONE_SIP, {"size_bytes": 8192, "sweep": False}, None, None),
     "llm_layer": (ONE_SIP, {"phase": "prefill", "seq_len": 32, "pes": 4}, "layer_ns", 0.05),
+    "llm": (ONE_SIP, {"phase": "decode", "context": 32, "pes": 4, "layers": 1}, None, None),
     "model_check": (
         ONE_SIP,
         {"scenarios": "link-k2,all-local", "size_bytes": 4096},
