@@ -113,6 +113,25 @@ def model_program(p: LlmParams, model: ModelSpec, rank: int = 0, world: int = 1)
     return program
 
 
+def model_errors(runs: list[dict[str, Any]], tp: int) -> tuple[list[float], float]:
+    """Each run's largest error, hidden state and logits (its ``vocab / tp`` columns), against
+    its reference (one rank: every device ran its own seeded model; else rank 0 holds the
+    unsharded one), and the tolerance: ``2e-2`` of the largest reference value, at least 1."""
+    errs, top = [], 1.0
+    for i, r in enumerate(runs):
+        own = r["ref"] is not None
+        ref, logits = (
+            (r["ref"], r["ref_logits"]) if own else (runs[0]["ref"], runs[0]["ref_logits"])
+        )
+        cols = logits.shape[1] // tp
+        rank = 0 if tp == 1 else i
+        part = logits[:, rank * cols : (rank + 1) * cols]
+        errs.append(max(float(np.abs(r["out"].astype(np.float64) - ref).max()),
+                        float(np.abs(r["logits"] - part).max())))  # fmt: skip
+        top = max(top, float(np.abs(ref).max()), float(np.abs(logits).max()))
+    return errs, 2e-2 * top
+
+
 @bench("llm", params=LlmParams, better=BETTER,
        headline=("ttft_ns*", "tpot_ns*", "tokens_per_s", "mfu", "mbu", "verified"))  # fmt: skip
 def llm(ctx: BenchContext, p: LlmParams) -> BenchResult:
@@ -123,16 +142,7 @@ def llm(ctx: BenchContext, p: LlmParams) -> BenchResult:
     n = p.layer_count(model)
     runs = run_ranks(ctx, p, model, model_program, f"llm {model.name} {p.phase} {n} layers")
     run = slowest(runs)
-    ref, ref_logits = runs[0]["ref"], runs[0]["ref_logits"]
-    cols = ref_logits.shape[1] // p.tp
-    errs = [
-        max(
-            float(np.abs(r["out"].astype(np.float64) - ref).max()),
-            float(np.abs(r["logits"] - ref_logits[:, rank * cols : (rank + 1) * cols]).max()),
-        )
-        for rank, r in enumerate(runs)
-    ]
-    tol = 2e-2 * max(1.0, float(np.abs(ref).max()), float(np.abs(ref_logits).max()))
+    errs, tol = model_errors(runs, p.tp)
     layers_ns = run["layers_end"] - run["start"]
     head_ns = run["end"] - run["layers_end"]
     whole = layers_ns * model.layers / n + head_ns

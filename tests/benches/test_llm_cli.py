@@ -36,3 +36,16 @@ def test_more_layers_than_the_model_has_is_a_config_error_naming_the_key(tmp_pat
     assert outcome.exit_code == 2
     assert "bench.layers" in outcome.error and "model.layers" in outcome.error
     assert "bench.layers" in err
+
+
+@pytest.mark.parametrize("bench", ["llm_layer", "llm"])
+def test_without_tensor_parallelism_every_sip_runs_its_own_model_and_verifies(tmp_path, bench):
+    # device=all (the default) on two SIPs: two independent devices, each with its own seed,
+    # each checked against its own reference
+    outcome, _out, _err = run_captured(
+        tmp_path, f"bench={bench}", "topology=4x4_2sip", "bench.seq_len=16", "bench.pes=2",
+        "sim.trace=off",
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.error
+    m = json.loads((tmp_path / "summary.json").read_text())["metrics"]
+    assert m["verified"] == 1.0 and 0 < m["max_abs_err"] <= m["tolerance"]
