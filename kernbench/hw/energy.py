@@ -41,7 +41,7 @@ class EnergySpec:
     noc_wire_pj_per_bit_mm: float = param(0.1, "on-die wire per bit per mm of link length, pJ")
     ucie_pj_per_bit: float = param(0.5, "UCIe die-to-die crossing per bit, pJ")
     pcie_pj_per_bit: float = param(6.0, "host PCIe link per bit, pJ")
-    switch_pj_per_bit: float = param(10.0, "fabric switch port link (SerDes + crossbar) per bit, pJ")
+    switch_pj_per_bit: float = param(10.0, "switch port link (SerDes + crossbar) per bit, pJ")
     hbm_read_pj_per_bit: float = param(3.9, "HBM read per bit (array + TSV + PHY), pJ")
     hbm_write_pj_per_bit: float = param(3.9, "HBM write per bit (array + TSV + PHY), pJ")
     tcm_read_pj_per_bit: float = param(0.1, "TCM (PE scratchpad SRAM) read per bit, pJ")

@@ -36,9 +36,10 @@ until its last byte is through), and a latency that grows under load (here it is
 the rate is shared). docs/fluid-model.md publishes the measured differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts, at every trace level (the
-energy model charges them); busy time follows from bytes. ``max_wait_ns`` of an edge is the largest delay beyond its time alone of a flow this
-edge held back, and of a leg's first edge also the longest a leg queued there behind earlier
-legs of its source; a controller's is the longest a transfer's bursts waited for a channel.
+energy model charges them); busy time follows from bytes. ``max_wait_ns`` of an edge is the
+largest delay beyond its time alone of a flow this edge held back, and of a leg's first edge
+also the longest a leg queued there behind earlier legs of its source; a controller's is the
+longest a transfer's bursts waited for a channel.
 With ``sim.trace=full`` each leg leaves one span per edge: from when its first byte would
 start on the edge alone to when its last byte leaves it, with its bytes (the trace shows
 their mean rate over the span); spans of concurrent flows on one edge overlap (the trace lays
