@@ -45,7 +45,7 @@ def gemm_runs(tmp_path_factory):
 def test_energy_metrics_are_reported_at_trace_off_and_do_not_depend_on_the_level(gemm_runs):
     _, off, out = gemm_runs["off"]
     _, summary, _ = gemm_runs["summary"]
-    assert ENERGY_METRICS <= off["metrics"].keys()
+    assert off["metrics"].keys() >= ENERGY_METRICS
     for name in ENERGY_METRICS:
         assert off["metrics"][name] > 0
         assert off["metrics"][name] == pytest.approx(summary["metrics"][name], rel=1e-12)
