@@ -98,7 +98,7 @@ def test_a_bench_with_tokens_reports_tokens_per_joule(tmp_path):
     assert m["tflops_per_w"] > 0
 
 
-@pytest.mark.parametrize("bench", ["gemm", "llm_layer", "probe", "tp_mlp"])
+@pytest.mark.parametrize("bench", ["gemm", "llm", "llm_layer", "probe", "tp_mlp"])
 def test_energy_directions_hold_whatever_the_bench_declares(bench):
     better = get_bench(bench).better
     assert metric_direction("energy_uj", better) == "lower"
