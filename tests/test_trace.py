@@ -260,7 +260,7 @@ def test_event_cap_drops_spans_and_says_so(tmp_path):
     assert any("sim.trace_max_events" in n for n in summary["notes"])
 
 
-def test_summary_keeps_statistics_but_no_spans_and_off_keeps_nothing(tmp_path):
+def test_summary_keeps_statistics_but_no_spans_and_off_keeps_only_link_bytes(tmp_path):
     summary_ctx = BenchContext.from_spec(spec_2x2(trace="summary"))
     batches = workload(summary_ctx)
     obs = summary_ctx.observations()
@@ -271,9 +271,17 @@ def test_summary_keeps_statistics_but_no_spans_and_off_keeps_nothing(tmp_path):
     assert rows == dict(expected_link_bytes(summary_ctx, batches))
 
     off = BenchContext.from_spec(spec_2x2(trace="off"))
-    workload(off)
+    batches = workload(off)
     assert off.observations() == {}
-    assert all(not any(s.transfers.stats.bytes) for s in off.systems)
+    # the energy model's byte counters are kept at every level (ADR 0030), nothing else
+    names = [e.name for e in off.topology.graph.edges]
+    moved: dict[str, int] = defaultdict(int)
+    for s in off.systems:
+        for e, n in enumerate(s.transfers.stats.bytes):
+            if n:
+                moved[names[e]] += n
+    assert moved == dict(expected_link_bytes(off, batches))
+    assert all(not any(s.transfers.stats.max_wait_ns) for s in off.systems)
     summary: dict = {"metrics": {}}
     write_observation(tmp_path, summary, {})
     assert "observe" not in summary and not list(tmp_path.iterdir())

@@ -8,6 +8,7 @@ from typing import Any
 from kernbench.bench.model import ModelSpec
 from kernbench.report.plot_workers import RunPlots
 from kernbench.runtime import Device, Hub, System
+from kernbench.runtime.energy import Energy, total_energy
 from kernbench.runtime.observe import system_record, topology_record
 from kernbench.sim.observer import Observer
 from kernbench.topology import SystemSpec, Topology
@@ -86,6 +87,11 @@ class BenchContext:
     @property
     def sim_time_ns(self) -> float:
         return sum(s.now for s in self.systems)
+
+    def energy(self) -> Energy:
+        """The energy of every system the bench started (docs/energy.md), from counters kept at
+        every trace level."""
+        return total_energy(self.systems)
 
     def observations(self) -> dict[str, Any]:
         """Everything the observer saw, as plain data for the report layer (ADR 0009); empty

@@ -75,6 +75,10 @@ DIRECTIONS = (LOWER, HIGHER)
 # so ``_per_s`` (a rate) wins over ``_s`` (a duration).
 SUFFIX_DIRECTIONS: tuple[tuple[str, str], ...] = (
     ("_per_s", HIGHER),
+    ("_per_w", HIGHER),  # an efficiency: work per watt, before ``_w``
+    ("_per_j", HIGHER),
+    ("_uj", LOWER),
+    ("_w", LOWER),
     ("_ns", LOWER),
     ("_s", LOWER),
     ("_bytes", LOWER),
@@ -89,6 +93,11 @@ RUN_METRIC_DIRECTIONS: dict[str, str | None] = {
     "sim_time_ns": LOWER,
     "sim_events": None,
     "wall_s": LOWER,
+    # the energy model's metrics of every run (docs/energy.md)
+    "energy_uj": LOWER,
+    "avg_power_w": LOWER,
+    "tflops_per_w": HIGHER,
+    "tokens_per_j": HIGHER,
 }
 
 

@@ -344,8 +344,14 @@ def _hydra_choices() -> dict[str, str]:
 
 
 def _result_fields(result: BenchResult, ctx: BenchContext) -> dict[str, Any]:
+    energy = ctx.energy()
+    metrics = dict(result.metrics)
+    tokens = metrics.get("tokens_per_s")
+    for name, value in energy.metrics(tokens if isinstance(tokens, int | float) else None).items():
+        metrics.setdefault(name, value)  # every bench's energy metrics, after its own
     return {
-        "metrics": result.metrics,
+        "metrics": metrics,
+        "energy": energy.to_dict(),
         "checks": result.checks,
         "tables": [t.to_dict() for t in result.tables],
         "notes": result.notes,
@@ -380,6 +386,9 @@ def _print_result(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"checks: {len(checks)} passed", style="green", highlight=False)
     for note in summary.get("notes", []):
         console.print(f"note: {note}", markup=False, highlight=False)
+    energy = _energy_line(summary.get("metrics", {}))
+    if energy:
+        console.print(energy, markup=False, highlight=False)
     console.print(
         f"[bold green]ok[/bold green] {escape(str(summary.get('bench')))}: "
         f"simulated {summary.get('sim_time_ns', 0.0):,.1f} ns in "
@@ -388,6 +397,21 @@ def _print_result(console: Console, summary: dict[str, Any]) -> None:
         f"wall {summary['wall_s']:.2f} s",
         highlight=False,
     )
+
+
+def _energy_line(metrics: dict[str, Any]) -> str | None:
+    """One console line of the run's energy metrics (the split is in report.md)."""
+    if "energy_uj" not in metrics:
+        return None
+    parts = [f"{metrics['energy_uj']:,.3f} µJ"]
+    for key, label in (
+        ("avg_power_w", "W average"),
+        ("tflops_per_w", "TFLOP/s per W"),
+        ("tokens_per_j", "tokens per J"),
+    ):
+        if key in metrics:
+            parts.append(f"{metrics[key]:,.4g} {label}")
+    return "energy: " + ", ".join(parts)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from kernbench.hw.cube import CubeSpec
+from kernbench.hw.energy import EnergySpec
 from kernbench.hw.hbm import HbmController, HbmSpec
 from kernbench.hw.host import HostSpec
 from kernbench.hw.io import IoSpec
@@ -29,10 +30,12 @@ class HwSpec:
     cube: CubeSpec = field(default_factory=CubeSpec)
     pe: PeSpec = field(default_factory=PeSpec)
     hbm: HbmSpec = field(default_factory=HbmSpec)
+    energy: EnergySpec = field(default_factory=EnergySpec)
 
 
 __all__ = [
     "CubeSpec",
+    "EnergySpec",
     "HbmController",
     "HbmSpec",
     "HostSpec",

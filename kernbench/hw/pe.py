@@ -150,6 +150,8 @@ class Pe:
         self.slot_free_at = 0.0  # the accelerator slot pe_gemm and pe_math share
         self.tcm_used = 0
         self.tcm_peak = 0
+        # pe_gemm FLOPs by operand dtype name (pe_gemm's ``bytes`` counts them all together).
+        self.gemm_flops: dict[str, int] = {}
 
     @property
     def units(self) -> tuple[PeUnit, ...]:

@@ -313,7 +313,7 @@ def dot(a: Block, b: Block, acc: Block | None = None, **_options: Any) -> Block:
         out = (out + acc.value).astype(np.result_type(out_dt, acc.dtype))
     prog = _program()
     inputs = (a, b) if acc is None else (a, b, acc)
-    ready = prog.gemm(m, n, k, a.value.nbytes + b.value.nbytes, a.dtype == np.float32, inputs)
+    ready = prog.gemm(m, n, k, a.value.nbytes + b.value.nbytes, a.dtype.name, inputs)
     return Block(out, tcm=True, what="tl.dot", ready=ready)
 
 

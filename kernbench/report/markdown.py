@@ -73,6 +73,8 @@ def render_report(summary: Mapping[str, Any]) -> str:
     for table in tables:
         if not table.get("section"):
             out += ["", markdown_table(table).rstrip()]
+    if summary.get("energy"):
+        out += _energy(summary["energy"])
     if summary.get("observe"):
         out += _observation(summary["observe"])
     sections: dict[str, list[Mapping[str, Any]]] = {}
@@ -102,6 +104,23 @@ ROUTE_INTRO = (
     "issued, `delta_ns` since the previous hop. The bold row is the first node after the "
     "slowest stage of the path."
 )
+
+
+def _energy(energy: Mapping[str, Any]) -> list[str]:
+    """The energy section: the split by component (docs/energy.md); the rows sum to the total."""
+    total = float(energy.get("total_uj", 0.0))
+    rows: list[list[Any]] = [
+        [name, float(uj), f"{uj / total:.1%}" if total > 0 else ""]
+        for name, uj in energy.get("components_uj", {}).items()
+    ]
+    rows.append(["total", total, "100.0%" if total > 0 else ""])
+    table = {"columns": ["component", "energy_uj", "share"], "rows": rows}
+    out = ["", "## Energy", ""]
+    out.append(
+        "Dynamic energy of the bytes each link class, memory and unit handled, plus static "
+        "power over the simulated time (the model and its defaults: `docs/energy.md`)."
+    )
+    return [*out, "", markdown_table(table).rstrip()]
 
 
 def _observation(observe: Mapping[str, Any]) -> list[str]:

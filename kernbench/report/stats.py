@@ -25,6 +25,8 @@ COLUMNS = [
     "utilization",
     "max_wait_ns",
     "peak_queue_bytes",
+    "link_class",
+    "energy_pj",
 ]
 
 
@@ -41,6 +43,8 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
     largest backlog a flit found ahead of it; under the fluid model, whose ``max_wait_ns`` is
     the longest delay of a transfer the link held back (LinkStats), what the link could have
     carried meanwhile. Bytes, flits and busy time are exact and the same under both models.
+    ``energy_pj`` is what the energy model charges the link's bytes or the unit's work
+    (docs/energy.md); ``link_class`` is the link's price class (noc, ucie, pcie, switch).
     """
     if not obs:
         return []
@@ -48,6 +52,7 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
     total = total_time_ns(obs)
     n = len(edges)
     nbytes, flits, busy, wait = [0] * n, [0] * n, [0.0] * n, [0.0] * n
+    energy = [0.0] * n
     units: dict[str, dict[str, Any]] = {}
     for system in obs["systems"]:
         links = system["links"]
@@ -56,6 +61,7 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
         flits = list(map(add, flits, links["flits"]))
         busy = list(map(add, busy, links["busy_ns"]))
         wait = list(map(max, wait, links["max_wait_ns"]))
+        energy = list(map(add, energy, links.get("energy_pj", energy)))
         for u in system["units"]:
             row = units.setdefault(
                 u["name"],
@@ -72,8 +78,11 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "capacity": u["capacity"],
                     "max_wait_ns": 0.0,
                     "peak_queue_bytes": "",
+                    "link_class": "",
+                    "energy_pj": 0.0,
                 },
             )
+            row["energy_pj"] += u.get("energy_pj", 0.0)
             row["bytes"] += u["bytes"]
             row["flits"] += u["ops"]
             row["busy_ns"] += u["busy_ns"]
@@ -94,6 +103,8 @@ def link_rows(obs: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "utilization": busy[i] / total if total > 0 else 0.0,
                 "max_wait_ns": wait[i],
                 "peak_queue_bytes": wait[i] * e["bw_gbs"],
+                "link_class": e.get("link_class", ""),
+                "energy_pj": energy[i],
             }
         )
     for row in sorted(units.values(), key=lambda r: (r["kind"], r["name"])):

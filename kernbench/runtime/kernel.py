@@ -56,9 +56,9 @@ class Program:
         return self.worker.math(ops, nbytes, inputs)
 
     def gemm(
-        self, m: int, n: int, k: int, operand_bytes: int, fp32: bool, inputs: Sequence[Any] = ()
+        self, m: int, n: int, k: int, operand_bytes: int, dtype: str, inputs: Sequence[Any] = ()
     ) -> float:
-        return self.worker.gemm(m, n, k, operand_bytes, fp32, inputs)
+        return self.worker.gemm(m, n, k, operand_bytes, dtype, inputs)
 
     def stages(self, depth: int) -> int:
         """Set the pipelining depth for the loads that follow (``tl.range(...,
@@ -244,11 +244,14 @@ class PeWorker:
         return end
 
     def gemm(
-        self, m: int, n: int, k: int, operand_bytes: int, fp32: bool, inputs: Sequence[Any] = ()
+        self, m: int, n: int, k: int, operand_bytes: int, dtype: str, inputs: Sequence[Any] = ()
     ) -> float:
+        """A ``tl.dot`` of ``dtype`` operands (a numpy dtype name): dispatch, then pe_gemm."""
         pe = self.pe
         t = pe.dispatch(self.t)
-        busy = pe.spec.gemm_ns(m, n, k, operand_bytes, fp32)
+        busy = pe.spec.gemm_ns(m, n, k, operand_bytes, dtype == "float32")
+        flops = pe.gemm_flops
+        flops[dtype] = flops.get(dtype, 0) + 2 * m * n * k  # the energy model's FLOPs by dtype
         if self.depth < 2:
             pe.tcm_read.serve(t, operand_bytes / pe.spec.tcm_read_bw_gbs, operand_bytes)
             self.t = pe.compute(pe.gemm, t, busy, 2 * m * n * k, 0)

@@ -7,6 +7,15 @@ report layer renders them without touching live objects.
 
 from typing import Any
 
+from kernbench.runtime.energy import (
+    EnergyPlan,
+    edge_energy_pj,
+    gemm_pj,
+    hbm_pj,
+    math_pj,
+    system_energy,
+    tcm_pj,
+)
 from kernbench.runtime.system import System
 from kernbench.topology import Topology
 
@@ -23,6 +32,7 @@ def topology_record(topology: Topology) -> dict[str, Any]:
     t = topology.spec.topology
     nodes = g.nodes
     edges = []
+    classes = EnergyPlan.of(topology).classes
     for e in g.edges:
         a, b = nodes[e.src], nodes[e.dst]
         edges.append(
@@ -35,6 +45,7 @@ def topology_record(topology: Topology) -> dict[str, Any]:
                 "sip": a.sip if a.sip >= 0 else b.sip,
                 "src_cube": a.cube,
                 "dst_cube": b.cube,
+                "link_class": classes[e.id],
             }
         )
     return {
@@ -53,6 +64,7 @@ def system_record(system: System, label: str) -> dict[str, Any]:
     topo = system.topology
     nodes = {n.name: n for n in topo.graph.nodes}
     st = system.transfers.stats
+    en = system.spec.hw.energy
     units = []
     for ctrl in system.hbm_controllers:
         n = nodes[ctrl.name]
@@ -66,6 +78,7 @@ def system_record(system: System, label: str) -> dict[str, Any]:
                 "bytes": ctrl.bytes_read + ctrl.bytes_written,
                 "busy_ns": ctrl.busy_ns,
                 "max_wait_ns": ctrl.max_wait_ns,
+                "energy_pj": hbm_pj(en, ctrl.bytes_read, ctrl.bytes_written),
                 "spans": [list(s) for s in ctrl.spans],
             }
         )
@@ -81,11 +94,18 @@ def system_record(system: System, label: str) -> dict[str, Any]:
                 "bytes": ch.bytes,
                 "busy_ns": ch.busy_ns,
                 "max_wait_ns": ch.max_wait_ns,
+                "energy_pj": 0.0,  # the bytes a DMA moves are charged on links and memories
                 "spans": [list(s) for s in ch.spans],
             }
         )
     for pe in system.pes:
         n = nodes[f"{pe.name}.dma"]
+        unit_pj = {
+            pe.gemm.name: gemm_pj(en, pe.gemm_flops),
+            pe.math.name: math_pj(en, pe.math.busy_ns, pe.spec.math_tflops),
+            pe.tcm_read.name: tcm_pj(en, pe.tcm_read.bytes, 0),
+            pe.tcm_write.name: tcm_pj(en, 0, pe.tcm_write.bytes),
+        }
         for unit in pe.units:
             if unit.ops == 0:
                 continue
@@ -99,6 +119,7 @@ def system_record(system: System, label: str) -> dict[str, Any]:
                     "bytes": unit.bytes,
                     "busy_ns": unit.busy_ns,
                     "max_wait_ns": unit.max_wait_ns,
+                    "energy_pj": unit_pj.get(unit.name, 0.0),  # dispatch: in static power
                     "spans": [list(s) for s in unit.spans],
                 }
             )
@@ -110,7 +131,9 @@ def system_record(system: System, label: str) -> dict[str, Any]:
             "flits": list(st.flits),
             "busy_ns": list(st.busy_ns),
             "max_wait_ns": list(st.max_wait_ns),
+            "energy_pj": edge_energy_pj(system),
         },
+        "energy": system_energy(system).to_dict(),
         "link_spans": [list(s) for s in system.transfers.spans],
         "units": units,
     }

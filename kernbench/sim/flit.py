@@ -13,8 +13,9 @@ it reaches that edge, in simulated-time order, so concurrent transfers interleav
 and queue behind one another first come, first served. Not modelled: finite buffers,
 back-pressure, credit loops (a flit always finds room downstream).
 
-Observation (``sim.observer``): with ``summary`` every edge counts its bytes, flits, busy time
-and longest wait (:class:`LinkStats`); with ``off`` the stage skips even that; with ``full`` it
+Observation (``sim.observer``): every edge counts its bytes and flits at every level, once per
+transfer (the energy model needs them, kernbench.runtime.energy); with ``summary`` it also
+keeps each edge's longest wait, which ``off`` skips per flit; with ``full`` it
 also records spans: a span is a maximal run of consecutive flits of one transfer on one edge,
 from the first flit's start to the last flit's end, so spans of one edge never overlap. Its
 ``busy_ns`` is the serialization time of its flits (the span may hold idle gaps), ``wait_ns``
@@ -112,8 +113,7 @@ class WireEngine:
 
     def inject(self, tr: Transfer) -> None:
         """All flits are ready at the source now; they enter the first edge back to back."""
-        if self.observer.enabled:
-            self._count(tr)
+        self._count(tr)
         tr.start_ns = now = self.sim.env.now
         tr.head_at[0] = now
         for j in range(tr.n_flits):
@@ -121,8 +121,7 @@ class WireEngine:
 
     def inject_staggered(self, tr: Transfer, ready_ns: Sequence[float]) -> None:
         """Flit ``j`` becomes ready at the source at ``ready_ns[j]`` (non-decreasing)."""
-        if self.observer.enabled:
-            self._count(tr)
+        self._count(tr)
         tr.start_ns = self.sim.env.now
         tr.head_at[0] = ready_ns[0]
         call_at = self.sim.call_at

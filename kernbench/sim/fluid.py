@@ -35,10 +35,11 @@ all its bytes on no longer holds the resources behind it (here it keeps its shar
 until its last byte is through), and a latency that grows under load (here it is fixed; only
 the rate is shared). docs/fluid-model.md publishes the measured differences.
 
-Observation: per edge, bytes and flits are counted when a leg starts; busy time follows from
-bytes. ``max_wait_ns`` of an edge is the largest delay beyond its time alone of a flow this
-edge held back, and of a leg's first edge also the longest a leg queued there behind earlier
-legs of its source; a controller's is the longest a transfer's bursts waited for a channel.
+Observation: per edge, bytes and flits are counted when a leg starts, at every trace level (the
+energy model charges them); busy time follows from bytes. ``max_wait_ns`` of an edge is the
+largest delay beyond its time alone of a flow this edge held back, and of a leg's first edge
+also the longest a leg queued there behind earlier legs of its source; a controller's is the
+longest a transfer's bursts waited for a channel.
 With ``sim.trace=full`` each leg leaves one span per edge: from when its first byte would
 start on the edge alone to when its last byte leaves it, with its bytes (the trace shows
 their mean rate over the span); spans of concurrent flows on one edge overlap (the trace lays
@@ -226,11 +227,11 @@ class FluidModel(TransferModel):
 
     def _leg(self, tr: _Transfer, begin: float) -> None:
         leg = tr.legs[tr.i]
-        if self.observer.enabled:
-            st = self.stats
-            for e, b, k in zip(leg.edges, leg.edge_bytes, leg.edge_flits, strict=True):
-                st.bytes[e] += b  # a read's request edges carry fewer bytes than its data edges
-                st.flits[e] += k
+        # Counted at every trace level: the energy model charges each edge's bytes.
+        st = self.stats
+        for e, b, k in zip(leg.edges, leg.edge_bytes, leg.edge_flits, strict=True):
+            st.bytes[e] += b  # a read's request edges carry fewer bytes than its data edges
+            st.flits[e] += k
         # All of a leg's bytes are ready at its source at once: the first edge serves the
         # legs of its source one after the other, each at the edge's full rate (as the flit
         # model queues a message's flits behind the earlier messages' on it).

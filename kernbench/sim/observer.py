@@ -3,7 +3,8 @@
 One :class:`Observer` serves a whole bench run and is shared by every system the bench starts.
 Its level decides what components record:
 
-- ``off``: nothing; the flit engine runs a stage without statistics.
+- ``off``: nothing beyond the counters the energy model needs (bytes and flits per edge, a few
+  adds per transfer; per-unit counters); the flit engine runs a stage without statistics.
 - ``summary``: per-edge and per-unit counters (bytes, busy time, flits, longest wait), a few
   integer and float updates per flit per hop.
 - ``full``: also spans. Under the flit model a span is a maximal run of consecutive flits of one

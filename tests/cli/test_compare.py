@@ -628,7 +628,8 @@ def test_diff_of_two_benches_says_so(store, capsys):
     assert err == (
         f"error: probe-2x2-aaaa1111 ({ids['base'][:8]}) is a run of bench 'probe' and "
         f"gemm-2x2-0aaaaaaa ({ids['gemm'][:8]}) of 'gemm': they share no metric but "
-        "kernbench's own (sim_events, sim_time_ns, wall_s); compare two runs of one bench "
+        "kernbench's own (avg_power_w, energy_uj, sim_events, sim_time_ns, tflops_per_w, "
+        "tokens_per_j, wall_s); compare two runs of one bench "
         "(kernbench compare runs lists them)\n"
     )
 
