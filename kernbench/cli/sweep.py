@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 
 from kernbench.bench.result import headline_metrics
 from kernbench.cli.runstore import quote
-from kernbench.cli.search import prepare_search
+from kernbench.cli.search_plan import prepare_search
 from kernbench.cli.search_report import parent_metrics, parent_params, read_outcome, result_files
 from kernbench.cli.tables import output_console, print_tables
 from kernbench.cli.tracking import (
