@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.override_parser.types import Override, Transformer, ValueType
 from omegaconf import DictConfig, OmegaConf
 
 from kernbench.bench import get_bench
@@ -159,6 +159,8 @@ def _distribution(o: Override) -> Any:
     )
 
     key, value = o.get_key_element(), o.value()
+    if o.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        raise ConfigError(key, f"{o.input_line}: a search samples choice(...), not a glob")
     tags = getattr(value, "tags", set()) or set()
     if o.is_interval_sweep():
         low, high = float(value.start), float(value.end)
