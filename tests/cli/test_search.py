@@ -5,12 +5,21 @@ parent, resuming a study, failed and rejected trials, bad objectives, joblib wor
 import csv
 import io
 import json
+import signal
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tracking_helpers import artifact_names, role, run_kernbench, runs_in, sqlite_uri
+from tracking_helpers import (
+    artifact_names,
+    finish,
+    role,
+    run_kernbench,
+    runs_in,
+    sqlite_uri,
+    start_kernbench,
+)
 
 from kernbench.cli.compare import main as compare_main
 
@@ -130,6 +139,27 @@ def test_a_study_resumes_to_n_trials_in_total(tmp_path):
     assert len(sweeps) == 2 and len(list(sweeps[1].glob("*/summary.json"))) == 2
     third = run_kernbench(tmp_path, *args, "hydra.sweeper.n_trials=6")
     assert "6 of 6 trials done, running 0" in third.stdout
+
+
+def test_an_interrupted_search_resumes_to_n_trials_in_total(tmp_path):
+    args = (*SEARCH, *SMALL_GEMM, "search.study=stopped", "tracking=off", *SPACE)
+    proc = start_kernbench(tmp_path, *args, "hydra.sweeper.n_trials=8")
+    for line in proc.stdout:  # Ctrl-C once two trials are in
+        if line.startswith("trial 1 "):
+            proc.send_signal(signal.SIGINT)
+            break
+    first = finish(proc)
+    assert first.returncode == 130, first.stderr
+    asked = study(tmp_path, "stopped").trials  # the trial cut short is FAILED or RUNNING
+    assert 2 <= len(asked) < 8
+    second = run_kernbench(tmp_path, *args, "hydra.sweeper.n_trials=8")
+    assert second.returncode == 0, second.stderr
+    assert f"{len(asked)} of 8 trials done, running {8 - len(asked)}" in second.stdout
+    trials = study(tmp_path, "stopped").trials
+    assert len(trials) == 8 and TrialState.RUNNING not in {t.state for t in trials}
+    assert [t.state for t in trials[len(asked) :]] == [TrialState.COMPLETE] * (8 - len(asked))
+    sweeps = sorted((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(list(sweeps[-1].glob("*/summary.json"))) == 8 - len(asked)
 
 
 def test_failed_and_rejected_trials_are_recorded_and_the_study_goes_on(tmp_path):
