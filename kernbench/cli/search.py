@@ -77,9 +77,10 @@ def run_search(sweeper: Any, arguments: list[str]) -> SearchOutcome:
         sweeper.validate_batch_is_legal(batch)
         try:
             returns = sweeper.launcher.launch(batch, initial_job_idx=job_idx)
-        except BaseException:
+        except BaseException as exc:
+            reason = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"launcher: {exc}"
             for trial in launched:
-                trial.set_user_attr(ERROR_ATTR, INTERRUPTED)
+                trial.set_user_attr(ERROR_ATTR, reason)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         for trial, ret, num in zip(

@@ -21,7 +21,9 @@ from tracking_helpers import (
     start_kernbench,
 )
 
+from kernbench.bench import get_bench
 from kernbench.cli.compare import main as compare_main
+from kernbench.cli.search_spec import SearchSpec, objective_directions
 
 # The must-show search's objectives. Until the energy model lands, a pair of gemm metrics
 # with opposite directions; at merge time: ["latency_ns", "energy_uj"].
@@ -30,6 +32,12 @@ GEMM = ("bench=gemm", "bench.m=256", "bench.n=256", "bench.k=256")
 SPACE = ("hw.pe.gemm_tflops_fp16=interval(4,16)", "hw.hbm.pc_bw_gbs=choice(16,32,64)")
 SMALL_GEMM = ("bench=gemm", "bench.m=64", "bench.n=64", "bench.k=64", "topology=2x2")
 SEARCH = ("-m", "hydra/sweeper=optuna")
+
+
+def directions(objectives: list[str]) -> list[str]:
+    """Each objective's direction from its metric's definition, as the search takes it."""
+    spec = SearchSpec(objectives=objectives)
+    return objective_directions(spec, "gemm", get_bench("gemm", ()).better)
 
 
 def objectives_override(names: list[str]) -> str:
@@ -78,7 +86,7 @@ def test_search_logs_a_parent_with_a_child_per_trial(must_show):
     names = artifact_names(sqlite_uri(launch / "outputs" / "mlflow.db"), parent.info.run_id)
     assert {"pareto.csv", "pareto.md", "pareto.png", "search.json"} <= names
     assert parent.data.params["search.objectives"] == ",".join(OBJECTIVES)
-    assert parent.data.params["search.directions"] == "minimize,maximize"
+    assert parent.data.params["search.directions"] == ",".join(directions(OBJECTIVES))
     for name in OBJECTIVES:
         assert f"best.{name}.hw.hbm.pc_bw_gbs" in parent.data.params
         assert f"best.{name}.hw.pe.gemm_tflops_fp16" in parent.data.params
@@ -94,7 +102,7 @@ def test_front_is_the_non_dominated_set_of_the_trials(must_show):
         states=(TrialState.COMPLETE,)
     )
     assert len(trials) == 8
-    signs = [1, -1]  # latency lower is better; the second objective higher
+    signs = [1 if d == "minimize" else -1 for d in directions(OBJECTIVES)]
     values = {t.number: t.values for t in trials}
     expected = {
         n for n, v in values.items() if not any(dominates(w, v, signs) for w in values.values())
