@@ -152,22 +152,25 @@ class Constraint:
         return cls(text, tree, tuple(dict.fromkeys(names)))
 
     def violation(self, values: Mapping[str, Any]) -> float:
-        """How far the constraint is from holding: <= 0 when it holds, else > 0."""
-        body = self.tree.body
-        assert isinstance(body, ast.Compare)
-        sides = [_eval(n, values) for n in [body.left, *body.comparators]]
-        return max(
-            _VIOLATION[type(op)](a, b)
-            for op, a, b in zip(body.ops, sides[:-1], sides[1:], strict=True)
-        )
+        """How far the constraint is from holding: <= 0 when it holds, else > 0 (infinite
+        where its arithmetic fails, a division by zero say)."""
+        pairs = self._pairs(values)
+        if pairs is None:
+            return math.inf
+        return max(_VIOLATION[type(op)](a, b) for op, a, b in pairs)
 
     def holds(self, values: Mapping[str, Any]) -> bool:
+        pairs = self._pairs(values)
+        return pairs is not None and all(_HOLDS[type(op)](a, b) for op, a, b in pairs)
+
+    def _pairs(self, values: Mapping[str, Any]) -> list[tuple[ast.cmpop, float, float]] | None:
         body = self.tree.body
         assert isinstance(body, ast.Compare)
-        sides = [_eval(n, values) for n in [body.left, *body.comparators]]
-        return all(
-            _HOLDS[type(op)](a, b) for op, a, b in zip(body.ops, sides[:-1], sides[1:], strict=True)
-        )
+        try:
+            sides = [_eval(n, values) for n in [body.left, *body.comparators]]
+        except ArithmeticError:
+            return None
+        return list(zip(body.ops, sides[:-1], sides[1:], strict=True))
 
     def explain(self, values: Mapping[str, Any]) -> str:
         """The constraint with the values it saw, for a rejected trial's reason."""

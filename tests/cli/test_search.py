@@ -259,3 +259,25 @@ def test_search_json_lists_every_trial(must_show):
     assert table.startswith("### Pareto front of study ")
     reader = csv.reader(io.StringIO((sweep_dir / "pareto.csv").read_text()))
     assert next(reader)[:4] == ["trial", "job", *OBJECTIVES]
+
+
+def test_ray_runs_a_batch_of_trials(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    proc = run_kernbench(
+        tmp_path,
+        *SEARCH,
+        *SMALL_GEMM,
+        "hydra/launcher=ray_local",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        objectives_override(["latency_ns", "tflops"]),
+        *SPACE,
+        timeout=240,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert output.count("Ray Launcher is launching 2 jobs") == 2
+    parents, children = search_runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    assert parents[0].data.metrics["trials_complete"] == 4

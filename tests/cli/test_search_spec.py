@@ -27,6 +27,8 @@ def test_constraint_violation_is_how_far_from_holding():
     assert chained.names == ("a", "b.c")
     assert chained.violation({"a": 4, "b.c": 10}) == -1  # 1 < 2: holds by 1; 2 <= 9: by 7
     assert chained.violation({"a": 40, "b.c": 30}) == 15 - 9
+    ratio = Constraint.parse("1 / a <= 2")
+    assert ratio.violation({"a": 0}) == float("inf") and not ratio.holds({"a": 0})
 
 
 @pytest.mark.parametrize(
