@@ -100,18 +100,20 @@ class SearchOutcome:
 
 
 def front_table(outcome: SearchOutcome) -> tuple[list[str], list[list[Any]]]:
-    """The front as a table: trial, job, objectives, parameters, run id."""
+    """The front as a table: trial, job, objectives, parameters and, when tracked, run id."""
     keys = outcome.param_keys()
-    columns = ["trial", "job", *outcome.objectives, *keys, "run_id"]
+    front = outcome.front()
+    tracked = any(t.run_id for t in outcome.trials)
+    columns = ["trial", "job", *outcome.objectives, *keys, *(["run_id"] if tracked else [])]
     rows = [
         [
             t.number,
             t.job if t.this_sweep else None,
             *(t.values or []),
             *(t.params.get(k) for k in keys),
-            t.run_id,
+            *([t.run_id] if tracked else []),
         ]
-        for t in outcome.front()
+        for t in front
     ]
     return columns, rows
 
