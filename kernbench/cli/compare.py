@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kernbench.bench.result import RUN_METRIC_DIRECTIONS, SUFFIX_DIRECTIONS, metric_direction
+from kernbench.cli.compare_front import add_front_parser, cmd_front
 from kernbench.cli.runstore import (
     SHORT_ID_CHARS,
     CompareError,
@@ -58,6 +59,7 @@ examples:
   {prog} runs --sort pe-local-hbm/latency_ns --limit 5
   {prog} diff probe-4x4-1a2b3c4d probe-4x4-5e6f7a8b
   {prog} diff 3f9c 81d0 --threshold 0.02 --format json   # exit 1 if a metric got worse
+  {prog} front --sweep SWEEP_ID                # the Pareto front of a search
 
 runs are named by run id, a unique run id prefix, or run name (the latest run of that name);
 a sweep by the id it printed or its parent run. --sweep, --parent and diff look in every
@@ -541,7 +543,7 @@ def build_parser(prog: str = "python -m kernbench.compare") -> argparse.Argument
         epilog=epilog,
         formatter_class=formatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,diff}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{runs,diff,front}")
 
     runs = sub.add_parser(
         "runs",
@@ -617,6 +619,7 @@ def build_parser(prog: str = "python -m kernbench.compare") -> argparse.Argument
     )
     diff.add_argument("--include-wall", action="store_true", help="judge wall_s too (host noise)")
     diff.add_argument("--format", choices=("table", "json"), default="table")
+    add_front_parser(sub, common, epilog=epilog, formatter_class=formatter)
     return parser
 
 
@@ -632,6 +635,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m kernbench.comp
         store = Store(resolve_uri(args.tracking_uri, Path.cwd()))
         if args.command == "runs":
             return cmd_runs(args, store)
+        if args.command == "front":
+            return cmd_front(args, store)
         return cmd_diff(args, store)
     except KernbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

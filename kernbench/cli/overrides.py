@@ -34,6 +34,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
 from kernbench.bench import ModelSpec
+from kernbench.cli.search_spec import SearchSpec
 from kernbench.cli.tracking import TrackingSpec
 from kernbench.config.system import conf_dir
 from kernbench.config.validate import check_key
@@ -44,7 +45,8 @@ from kernbench.sim.spec import SimSpec
 from kernbench.topology import TopologySpec
 
 SPEC_GROUPS: dict[str, type] = {
-    cls.KEY: cls for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, ModelSpec, TrackingSpec)
+    cls.KEY: cls
+    for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, ModelSpec, TrackingSpec, SearchSpec)
 }
 # Keys of conf/config.yaml itself besides the groups (and Hydra's own).
 TOP_KEYS = ("device",)

@@ -40,6 +40,8 @@ from omegaconf import DictConfig
 
 from kernbench.bench.result import headline_metrics
 from kernbench.cli.runstore import quote
+from kernbench.cli.search_plan import prepare_search
+from kernbench.cli.search_report import parent_metrics, parent_params, read_outcome, result_files
 from kernbench.cli.tables import output_console, print_tables
 from kernbench.cli.tracking import (
     MAX_TAG_CHARS,
@@ -223,6 +225,7 @@ class SweepCallback(Callback):
             spec = build_spec(TrackingSpec, config.get("tracking"), TrackingSpec.KEY)
             swept = swept_keys(config)
             check_swept_keys(swept, spec)
+            prepare_search(config)  # hydra/sweeper=optuna: its settings (docs/search.md)
         except KernbenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
@@ -290,6 +293,8 @@ class SweepCallback(Callback):
         swept = list(swept_keys(config))
         columns, rows = sweep_table(jobs, swept, sweep_dir)
         artifacts = _write_table(sweep_dir, columns, rows)
+        search = read_outcome(sweep_dir)  # a search's front and best parameters go with it
+        artifacts += result_files(sweep_dir)
         printed = _printed_columns(columns, swept)
         console = output_console()
         title = f"sweep {self.sweep_id or sweep_dir.name}: {len(jobs)} jobs"
@@ -301,17 +306,24 @@ class SweepCallback(Callback):
             print(f"all {len(columns) - 2} columns: {sweep_dir / TABLE_CSV}")
         if self.tracker is not None and self.parent_run_id is not None:
             metrics = {"jobs": len(jobs), "jobs_failed": len(failed)}
+            bad = failed or (search and search.error)
+            if search:
+                metrics.update(parent_metrics(search))
+                self.tracker.log_params(self.parent_run_id, parent_params(search))
             tags = {
-                f"{TAG_PREFIX}status": "failed" if failed else "ok",
+                f"{TAG_PREFIX}status": "failed" if bad else "ok",
                 NOTE_TAG: self._note(jobs, failed, columns, rows),
             }
             self.tracker.finish_run(
-                self.parent_run_id, "FAILED" if failed else "FINISHED", metrics, tags, artifacts
+                self.parent_run_id, "FAILED" if bad else "FINISHED", metrics, tags, artifacts
             )
+            sweep = shlex.quote(self.sweep_id)
+            front = f"\n  its Pareto front: kernbench compare front --sweep {sweep}"
             print(
                 f"sweep logged to MLflow: experiment {self.tracker.experiment!r}, parent run "
                 f"{self.parent_run_id}\n  view it: {ui_command(self.tracker.uri)}\n"
-                f"  compare its jobs: kernbench compare runs --sweep {shlex.quote(self.sweep_id)}"
+                f"  compare its jobs: kernbench compare runs --sweep {sweep}"
+                + (front if search else "")
             )
         self.closed = True
         os.environ.pop(ENV_VAR, None)
@@ -326,6 +338,8 @@ class SweepCallback(Callback):
                     f"  job {num} [{overrides}]: {s.get('error', s.get('status'))}", file=sys.stderr
                 )
             raise SystemExit(1)
+        if search and search.error:
+            raise SystemExit(EXIT_USER_ERROR)
 
     def _note(
         self,

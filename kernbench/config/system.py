@@ -23,6 +23,8 @@ from kernbench.topology import SystemSpec, TopologySpec
 BENCH_SELECT_KEYS = ("name", "module")
 
 Scalar = str | int | float | bool | None
+# The config group of a design-space search's settings (kernbench.cli.search_spec).
+SEARCH_KEY = "search"
 
 
 def conf_dir() -> Path:
@@ -142,8 +144,13 @@ def _flatten_into(value: Any, key: str, out: dict[str, Scalar]) -> None:
 def normalized(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config with each section the schema accepts replaced by its validated
     values, so ``hw.hbm.pc_bw_gbs=32`` and ``=32.0`` log the same params and hash. A section
-    that does not validate stays as written; the run reports its error separately."""
+    that does not validate stays as written; the run reports its error separately.
+
+    ``search`` (what a design-space search optimises) is left out: it does not change what a
+    run measures, so a trial has the params and hash of the same run outside a search
+    (ADR 0031)."""
     data = resolved(cfg)
+    data.pop(SEARCH_KEY, None)
     for cls in (TopologySpec, HwSpec, SimSpec, CclSpec, ModelSpec):
         with contextlib.suppress(KernbenchError):
             data[cls.KEY] = dataclasses.asdict(build_spec(cls, cfg.get(cls.KEY), cls.KEY))
