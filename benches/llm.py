@@ -24,6 +24,7 @@ from kernbench.bench import BenchContext, BenchResult, ModelSpec, bench
 from kernbench.core import BenchError, ConfigError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import Device, dist
+from kernbench.runtime.energy import system_energy
 
 from .gemm import pe_set
 from .llm_layer import LlmLayerParams, run_ranks
@@ -36,7 +37,7 @@ from .llm_reference import (
     layer_reference,
     layer_weights,
 )
-from .llm_report import BETTER, llm_result, shape_title, slowest
+from .llm_report import BETTER, devices, llm_result, shape_title, slowest, window_energy
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,16 @@ def model_program(p: LlmParams, model: ModelSpec, rank: int = 0, world: int = 1)
         splits = decode_splits(p, rm.n_kv) if p.phase == "decode" else 1
         if world > 1:
             dist.barrier()  # the ranks start together
-        start = dev.now
+        start, e_start = dev.now, system_energy(dev.system)
         for i in range(len(rm.layers)):
             rm.run_layer(i, tx, step, splits)
         layers_launched = len(dev.launches)
         logits = rm.run_head(tx, step)
         dev.synchronize()
-        end = dev.now  # before the reads back
+        end, e_end = dev.now, system_energy(dev.system)  # before the reads back
         return {
             "out": tx.numpy(), "logits": logits.numpy(), "start": start, "end": end,
+            "e_start": e_start, "e_end": e_end,
             "layers_end": dev.launches[layers_launched - 1].end_ns, "launches": rm.launches,
             "slices": rm.slices,
             "ref": want.astype(np.float64) if rank == 0 else None,
@@ -148,12 +150,14 @@ def llm(ctx: BenchContext, p: LlmParams) -> BenchResult:
     whole = layers_ns * model.layers / n + head_ns
     exact = "" if n == model.layers else "_extrapolated"
     first = {"layers": float(n), "layer_ns": layers_ns / n, "head_ns": head_ns}
-    if p.phase == "prefill":
-        first[f"ttft_ns{exact}"] = whole
-        first["tokens_per_s"] = p.batch * p.seq_len / whole * 1e9
-    else:
-        first[f"tpot_ns{exact}"] = whole
-        first["tokens_per_s"] = p.batch / whole * 1e9
+    tokens = p.batch * p.tokens_per_seq
+    first[f"{'ttft' if p.phase == 'prefill' else 'tpot'}_ns{exact}"] = whole
+    first["tokens_per_s"] = tokens / whole * 1e9
+    # the step's energy, scaled with its time to all the layers (at the step's average power)
+    step = window_energy(runs).total_pj
+    first["step_energy_uj"] = step * 1e-6
+    span = run["end"] - run["start"]
+    first["tokens_per_j"] = tokens * devices(runs, p) / (step * whole / span * 1e-12)
     costs = {op: c * n for op, c in layer_costs(model, p, ctx.spec.hw, run["slices"]).items()}
     for op, c in head_costs(model, p, ctx.spec.hw, run["slices"]).items():
         costs[op] = costs[op] + c if op in costs else c

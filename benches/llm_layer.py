@@ -31,13 +31,14 @@ from kernbench.bench import BenchContext, BenchResult, ModelSpec, bench, check_t
 from kernbench.core import BenchError, ConfigError
 from kernbench.lang.dtypes import dtype_of
 from kernbench.runtime import Device, dist
+from kernbench.runtime.energy import system_energy
 from kernbench.runtime.hub import Hub
 
 from .gemm import pe_set
 from .llm_ops import layer_costs
 from .llm_program import PHASES, RankModel, Step, decode_splits
 from .llm_reference import layer_reference, make_weights
-from .llm_report import BETTER, llm_result, shape_title, slowest
+from .llm_report import BETTER, devices, llm_result, shape_title, slowest, window_energy
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,14 @@ def layer_program(p: LlmLayerParams, model: ModelSpec, rank: int = 0, world: int
         tx = dev.tensor(x, placement=rm.rows, name="x")
         if world > 1:
             dist.barrier()  # the ranks start the layer together
-        start = dev.now
+        start, e_start = dev.now, system_energy(dev.system)
         rm.run_layer(0, tx, step, decode_splits(p, rm.n_kv) if p.phase == "decode" else 1)
         dev.synchronize()
-        end = dev.now
+        end, e_end = dev.now, system_energy(dev.system)
         out = tx.numpy()
         return {
             "out": out, "start": start, "end": end, "launches": rm.launches,
+            "e_start": e_start, "e_end": e_end,
             "ref": layer_reference(model, p, w, x, k_hist, v_hist, dt) if rank == 0 else None,
             "slices": rm.slices,
         }  # fmt: skip
@@ -121,12 +123,15 @@ def llm_layer(ctx: BenchContext, p: LlmLayerParams) -> BenchResult:
             for r, ref in zip(runs, refs, strict=True)]  # fmt: skip
     tol = 2e-2 * max(1.0, *(float(np.abs(ref).max()) for ref in refs))
     first = {"layer_ns": layer_ns}
+    tokens = p.batch * p.tokens_per_seq
     if p.phase == "prefill":
         first["ttft_ns_extrapolated"] = layer_ns * model.layers
-        first["tokens_per_s"] = p.batch * p.seq_len / (layer_ns * model.layers) * 1e9
     else:
         first["tpot_ns_extrapolated"] = layer_ns * model.layers
-        first["tokens_per_s"] = p.batch / (layer_ns * model.layers) * 1e9
+    first["tokens_per_s"] = tokens / (layer_ns * model.layers) * 1e9
+    energy = window_energy(runs)
+    first["layer_energy_uj"] = energy.total_pj * 1e-6
+    first["tokens_per_j"] = tokens * devices(runs, p) / (energy.total_pj * 1e-12 * model.layers)
     costs = layer_costs(model, p, ctx.spec.hw, run["slices"])
     title = shape_title("llm_layer", model, p) + " (times in ns)"
     result = llm_result(p, model, ctx.spec.hw, runs, costs, errs, tol, title, first, "layer_ns")

@@ -7,6 +7,7 @@ from typing import Any
 
 from kernbench.bench import BenchResult, ModelSpec, Table
 from kernbench.hw import HwSpec
+from kernbench.runtime.energy import Energy
 
 from .llm_ops import Cost
 from .llm_program import op_times
@@ -15,6 +16,21 @@ from .llm_program import op_times
 def slowest(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The run that took longest: the ranks run at once, so it is the time of the whole."""
     return max(runs, key=lambda r: r["end"] - r["start"])
+
+
+def window_energy(runs: Sequence[Mapping[str, Any]]) -> Energy:
+    """The energy the system spent from the first run's start to the last run's end (its
+    ``e_start`` and ``e_end`` snapshots): every rank's share of the step, or every independent
+    device's run of it."""
+    first = min(runs, key=lambda r: r["start"])
+    last = max(runs, key=lambda r: r["end"])
+    return last["e_end"] - first["e_start"]
+
+
+def devices(runs: Sequence[Any], p: Any) -> int:
+    """Independent devices that each ran the whole step: every run with one rank, else one
+    (the ranks share it)."""
+    return len(runs) if p.tp == 1 else 1
 
 
 def llm_result(

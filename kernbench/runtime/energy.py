@@ -129,6 +129,14 @@ class Energy:
             self.duration_ns + other.duration_ns,
         )
 
+    def __sub__(self, earlier: "Energy") -> "Energy":
+        """What was spent between two snapshots of one system (``earlier`` taken first)."""
+        return Energy(
+            {c: self.components_pj[c] - earlier.components_pj[c] for c in COMPONENTS},
+            self.gemm_flops - earlier.gemm_flops,
+            self.duration_ns - earlier.duration_ns,
+        )
+
     def metrics(self, tokens_per_s: float | None = None) -> dict[str, float]:
         """``energy_uj``; with simulated time ``avg_power_w``; with pe_gemm FLOPs
         ``tflops_per_w``; given a bench's ``tokens_per_s``, ``tokens_per_j`` (docs/metrics.md)."""
@@ -161,7 +169,8 @@ def total_energy(systems: Iterable[System]) -> Energy:
 
 
 def system_energy(system: System) -> Energy:
-    """The energy of ``system``'s run so far."""
+    """The energy of ``system``'s run so far: a snapshot, so that a bench can take the energy
+    of a window (``end - start``) once every transfer issued before each snapshot is done."""
     plan = EnergyPlan.of(system.topology)
     en = system.spec.hw.energy
     nbytes = system.transfers.stats.bytes

@@ -24,6 +24,12 @@ def run_llm(spec=ONE_CUBE, **params):
     return info.fn(ctx, info.params(**params)), ctx
 
 
+def run_llm_layer(spec=ONE_CUBE, **params):
+    info = get_bench("llm_layer")
+    ctx = BenchContext.from_spec(spec)
+    return info.fn(ctx, info.params(**params)), ctx
+
+
 def model64(p: LlmParams, layers: int):
     """The bench's seeded inputs (drawn in its order), through ``layers`` float64 layers and
     the head: the hidden state and the logits of each sequence's last token."""
@@ -137,3 +143,36 @@ def test_prefill_then_one_decode_step_equals_a_prefill_one_token_longer():
     assert np.abs(decoded - prefilled).max() <= 2e-2 * np.abs(prefilled).max()
     # not trivially: the step changed its input
     assert not np.allclose(decoded, xs[:, n].astype(np.float64), atol=1e-2)
+
+
+def test_the_step_energy_covers_static_power_and_reading_every_weight_once():
+    layer, ctx = run_llm_layer(phase="decode", context=32, pes=4)
+    model, hw = TINY, ONE_CUBE.hw
+    en, topo = hw.energy, ONE_CUBE.topology
+    m = layer.metrics
+    step_pj = m["layer_energy_uj"] * 1e6
+    # static: every PE, cube and IO chiplet of the topology for the layer's time
+    per_cube = en.cube_static_w + hw.cube.pes * en.pe_static_w
+    static_w = topo.sips * (en.io_static_w + topo.cubes * per_cube)
+    static_pj = static_w * m["layer_ns"] * 1e3
+    # decode reads every weight of the layer from HBM at least once
+    h = model.heads * model.head_dim
+    weights = (model.hidden * (h + 2 * model.kv_dim) + h * model.hidden
+               + 3 * model.hidden * model.ffn) * model.dtype_bytes  # fmt: skip
+    assert step_pj >= static_pj + 8 * weights * en.hbm_read_pj_per_bit
+    # the window is the layer's, not the run's: deploying the weights before it took longer
+    run_static_pj = sum(s.now for s in ctx.systems) * static_w * 1e3
+    assert step_pj < run_static_pj
+    assert m["tokens_per_j"] == pytest.approx(1 / (step_pj * 1e-12 * model.layers))
+
+
+def test_the_model_step_energy_is_extrapolated_at_the_steps_average_power():
+    full, _ = run_llm(phase="decode", context=32, pes=4)
+    part, _ = run_llm(phase="decode", context=32, pes=4, layers=1)
+    for r, name in ((full, "tpot_ns"), (part, "tpot_ns_extrapolated")):
+        m = r.metrics
+        span = m["layers"] * m["layer_ns"] + m["head_ns"]
+        joules = m["step_energy_uj"] * 1e-6 * m[name] / span
+        assert m["tokens_per_j"] == pytest.approx(1 / joules)
+    # one layer and the head spend less than two layers and the head
+    assert part.metrics["step_energy_uj"] < full.metrics["step_energy_uj"]

@@ -15,6 +15,7 @@ from kernbench.bench import get_bench
 from kernbench.bench.result import metric_direction
 from kernbench.cli import run
 from kernbench.config import conf_dir
+from kernbench.runtime.energy import COMPONENTS, Energy
 
 GEMM = ("bench=gemm", "topology=2x2", "bench.m=64", "bench.n=64", "bench.k=128")
 ENERGY_METRICS = {"energy_uj", "avg_power_w", "tflops_per_w"}
@@ -94,8 +95,18 @@ def test_a_bench_with_tokens_reports_tokens_per_joule(tmp_path):
     outcome, _, err = run_cfg(tmp_path, "bench=llm_layer", "topology=2x2", "sim.trace=off")
     assert (outcome.exit_code, err) == (0, "")
     m = outcome.summary["metrics"]
-    assert m["tokens_per_j"] == pytest.approx(m["tokens_per_s"] / m["avg_power_w"])
+    # the bench's own: its tokens over the layer's energy (the window from its start to its
+    # end, not the run's average power, which includes deploying the weights), per layer
+    tokens, layers = 128, 2  # bench.seq_len and model.layers of the defaults (tiny)
+    assert m["tokens_per_j"] == pytest.approx(tokens / (m["layer_energy_uj"] * 1e-6 * layers))
+    assert m["tokens_per_j"] != pytest.approx(m["tokens_per_s"] / m["avg_power_w"])
     assert m["tflops_per_w"] > 0
+
+
+def test_without_its_own_a_run_gets_tokens_per_joule_at_its_average_power():
+    energy = Energy(dict.fromkeys(COMPONENTS, 0.0) | {"static": 2e6}, 0, 1000.0)  # 2 W
+    assert energy.metrics(tokens_per_s=10.0)["tokens_per_j"] == pytest.approx(10.0 / 2.0)
+    assert "tokens_per_j" not in energy.metrics()
 
 
 @pytest.mark.parametrize("bench", ["gemm", "llm", "llm_layer", "probe", "tp_mlp"])
