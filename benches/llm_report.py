@@ -106,6 +106,8 @@ def shape_title(bench: str, model: ModelSpec, p: Any) -> str:
 
 # The directions of the LLM benches' metrics that their unit suffix does not give.
 BETTER = {
+    "ttft_ns*": "lower",  # also ..._extrapolated, which its unit suffix no longer names
+    "tpot_ns*": "lower",
     "*tokens_per_s": "higher",
     "*mfu": "higher",
     "*mbu": "higher",
