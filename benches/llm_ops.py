@@ -12,12 +12,6 @@ from kernbench.hw import HwSpec
 Op = Literal[
     "norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp", "all_reduce", "lm_head"
 ]
-OPS: tuple[Op, ...] = ("norm", "qkv", "rope", "attention", "out_proj", "residual", "mlp")
-TP_OPS: tuple[Op, ...] = (*OPS, "all_reduce")  # tensor parallelism adds the two all-reduces
-
-
-def layer_ops(tp: int) -> tuple[Op, ...]:
-    return OPS if tp == 1 else TP_OPS
 
 
 @dataclass(frozen=True)
