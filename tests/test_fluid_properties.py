@@ -23,6 +23,7 @@ from kernbench.bench import BenchContext, get_bench
 from kernbench.runtime import MemoryReadMsg, MemoryWriteMsg, PeDmaMsg, System
 from kernbench.runtime.analytic import formula
 from kernbench.sim.fluid import FluidModel
+from kernbench.sim.fluid_fifo import Flowing, Network, Part, Queue, Segment
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, Topology
 from kernbench.topology.graph import Node
@@ -43,43 +44,45 @@ def fluid2x2(make_topology) -> Topology:
 # -- the fluid model, checked after every recomputation -------------------------------------
 
 
-def rate_faults(m: FluidModel) -> list[str]:
-    """What is wrong with the rates of the flows moving bytes now (empty: nothing).
+def queue_faults(q: Queue, now: float) -> list[str]:
+    """What is wrong with what one resource's FIFO sends on (empty: nothing).
 
-    Feasible: on every shared resource the flows' ``rate * weight`` add up to at most its
-    capacity, and no flow exceeds its own cap (its first edge, and a read's memory).
-    Work-conserving: every flow is held either by its own cap or by a saturated resource
-    (kernbench.sim.fluid_share shares in proportion to what flows offer, then fills what is
-    left max-min fair, so no flow stops below its cap while all its resources have room)."""
+    Feasible: its flows' output adds up to at most its capacity. Work-conserving: while bytes
+    wait in it, it sends at its capacity; with none waiting, each flow passes on what it
+    offers (kernbench.sim.fluid_fifo)."""
     faults = []
-    load = {r: sum(f.rate * w for f, w in users.items()) for r, users in m.users.items()}
-    for r, carried in load.items():
-        if carried > m.cap[r] * (1 + REL):
-            faults.append(f"t={m.sim.now}: resource {r} carries {carried} > {m.cap[r]} GB/s")
-    active = {f: None for users in m.users.values() for f in users}
-    for f in active:
-        if not f.rate > 0.0:
-            faults.append(f"t={m.sim.now}: flow {f.id} has rate {f.rate}")
-        if f.rate > f.cap * (1 + REL):
-            faults.append(f"t={m.sim.now}: flow {f.id} at {f.rate} > its own cap {f.cap}")
-        held = f.rate >= f.cap * (1 - REL) or any(load[r] >= m.cap[r] * (1 - REL) for r in f.res)
-        if not held:
-            faults.append(f"t={m.sim.now}: flow {f.id} at {f.rate} has no bottleneck")
+    carried = sum(q.out.values())
+    if carried > q.cap * (1 + REL):
+        faults.append(f"t={now}: resource {q.id} carries {carried} > {q.cap} GB/s")
+    if q.segs and carried < q.cap * (1 - REL):
+        faults.append(f"t={now}: resource {q.id} holds bytes but sends {carried} < {q.cap}")
+    if not q.segs:
+        for p, x in q.inp.items():
+            if abs(q.out.get(p, 0.0) - x) > REL * x:
+                faults.append(f"t={now}: resource {q.id} passes {q.out.get(p, 0.0)} of {x}")
     return faults
 
 
-class CheckedFluid(FluidModel):
-    """The fluid model, recording :func:`rate_faults` after every recomputation of rates."""
+class CheckedNetwork(Network):
+    """FIFO queues recording :func:`queue_faults` after every change of what one sends."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.checked = 0
         self.faults: list[str] = []
 
-    def _recompute(self) -> None:
-        super()._recompute()
+    def _outputs(self, q: Queue, now: float) -> None:
+        super()._outputs(q, now)
         self.checked += 1
-        self.faults += rate_faults(self)
+        self.faults += queue_faults(q, now)
+
+
+class CheckedFluid(FluidModel):
+    """The fluid model, with its queues checked after every change."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.net = CheckedNetwork(self.sim.call_at, lambda: self.sim.now, True)
 
 
 # -- random workloads -----------------------------------------------------------------------
@@ -320,35 +323,29 @@ def test_same_workload_twice_gives_identical_results(make_topology, fluid2x2, wo
 
 @given(workload=workloads)
 @PROPERTY
-def test_rates_are_feasible_and_work_conserving_after_every_recomputation(fluid2x2, workload):
+def test_queues_are_feasible_and_work_conserving_after_every_change(fluid2x2, workload):
     sys_, _done = run(fluid2x2, workload, checked=True)
     model = sys_.transfers
     assert isinstance(model, CheckedFluid)
-    assert model.checked >= 1
-    assert model.faults == []
+    assert model.net.checked >= 1
+    assert model.net.faults == []
 
 
-def test_the_rate_check_catches_overload_and_a_flow_held_by_nothing(fluid2x2):
-    model = System(topology=fluid2x2).transfers
-    assert isinstance(model, FluidModel)
-    edge = fluid2x2.graph.edge("sip0.cube0.ucie.E.conn0").id  # one 128 GB/s connection
-    a, b = _Stub(1, [edge], 100.0), _Stub(2, [edge], 100.0)
-    model.users[edge].update({a: 1.0, b: 1.0})  # type: ignore[dict-item]
-    assert any(f"resource {edge} carries 200.0 > 128.0" in f for f in rate_faults(model))
-    a.rate, b.rate = 50.0, 28.0  # feasible, but the connection has room neither one takes
-    assert rate_faults(model) == [
-        "t=0: flow 1 at 50.0 has no bottleneck",
-        "t=0: flow 2 at 28.0 has no bottleneck",
-    ]
-    a.rate, b.rate = 100.0, 28.0  # unequal, as shares in proportion to offers may be
-    assert rate_faults(model) == []
-
-
-class _Stub:
-    """A flow as :func:`rate_faults` sees it."""
-
-    def __init__(self, fid: int, res: list[int], rate: float):
-        self.id, self.res, self.rate, self.cap = fid, res, rate, float("inf")
+def test_the_queue_check_catches_overload_idling_and_a_short_pass():
+    net = Network(lambda *a: None, lambda: 0.0, False)
+    q = net.queue(7, 128.0)
+    flow = Flowing([[]], [], set(), lambda: None)
+    a, b = Part(flow, 0, 1.0, q), Part(flow, 0, 1.0, q)
+    q.inp = {a: 100.0, b: 100.0}
+    q.out = dict(q.inp)
+    assert queue_faults(q, 0.0) == ["t=0.0: resource 7 carries 200.0 > 128.0 GB/s"]
+    q.segs = [Segment({a: 0.5, b: 0.5})]
+    q.out = {a: 50.0, b: 28.0}  # feasible, but bytes wait while it has room
+    assert queue_faults(q, 0.0) == ["t=0.0: resource 7 holds bytes but sends 78.0 < 128.0"]
+    q.segs, q.inp = [], {a: 60.0, b: 60.0}
+    assert queue_faults(q, 0.0) == ["t=0.0: resource 7 passes 28.0 of 60.0"]
+    q.out = {a: 60.0, b: 60.0}
+    assert queue_faults(q, 0.0) == []
 
 
 # -- lower bound ----------------------------------------------------------------------------

@@ -50,16 +50,13 @@ when the channel serves that transfer's bursts (a read's are queued, so they nev
 another's; writes share the channels).
 """
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from kernbench.sim.context import Sim
 from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
-from kernbench.sim.fluid_share import fifo_shares
+from kernbench.sim.fluid_fifo import Flowing, Network, Part
 from kernbench.sim.transfer import Done, Fabric, Heads, Memory, Path, Runs, TransferModel
 
-# A rate is "unchanged" (no reschedule) within this relative tolerance.
-RATE_REL = 1e-12
 # A flow "waited" when it took longer than alone by more than this fraction (not rounding).
 WAIT_REL = 1e-9
 
@@ -71,12 +68,6 @@ class Flow:
         "id",
         "leg",
         "transfer",
-        "res",
-        "w",
-        "left",
-        "rate",
-        "t",
-        "version",
         "begin",
         "active_at",
         "limits",
@@ -90,12 +81,6 @@ class Flow:
         self.id = fid
         self.leg = leg
         self.transfer = transfer
-        self.res: list[int] = []
-        self.w: list[float] = []
-        self.left = float(leg.size)
-        self.rate = 0.0
-        self.t = 0.0
-        self.version = 0
         self.begin = begin  # when the leg started (its latency began)
         self.active_at = 0.0  # when its bytes started to move
         self.limits: set[int] = set()
@@ -124,12 +109,9 @@ class FluidModel(TransferModel):
         super().__init__(sim, fabric)
         self.cap: list[float] = list(fabric.edge_bw_gbs)  # per resource, GB/s
         self.source_free = [0.0] * len(self.cap)  # per edge, when its source's queue empties
-        # Per resource touched so far: its flows and their weights (made on first use).
-        self.users: defaultdict[int, dict[Flow, float]] = defaultdict(dict)
+        self.net = Network(sim.call_at, lambda: sim.env.now, sim.observer.enabled)
         self._channels: dict[int, list[float]] = {}  # id(memory) -> when each channel frees
         self._memories: dict[int, int] = {}
-        self._dirty: set[int] = set()
-        self._pending = False
         self._ids = 0
         # Plans depend only on the fabric and the shapes, so systems of one topology share them.
         self.plans: dict = memo if memo is not None else {}
@@ -140,17 +122,10 @@ class FluidModel(TransferModel):
             )
         self.planner: Planner = planner
         self.observer = sim.observer
-        self.n = {
-            "transfers": 0,
-            "flows": 0,
-            "recomputes": 0,
-            "rerated": 0,
-            "component_flows": 0,
-            "max_component_flows": 0,
-        }
+        self.n = {"transfers": 0, "flows": 0}
 
     def counters(self) -> dict[str, int]:
-        return dict(self.n)
+        return {**self.n, **self.net.n}
 
     def close_spans(self) -> None:
         """Nothing is open: a flow's spans are written when it ends."""
@@ -247,7 +222,27 @@ class FluidModel(TransferModel):
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
         flow.queued = queued
-        self.sim.call_at(begin + leg.latency_ns, self._activate, flow)
+        at = begin + leg.latency_ns
+        if not leg.reads:  # its bytes set off earlier by their way to the last resource
+            at -= sum(self._delays(leg))
+        self.sim.call_at(at, self._activate, flow)
+
+    @staticmethod
+    def _delays(leg: Leg) -> list[float]:
+        """How long the leg's head takes alone from each resource it shares to the next: its
+        edges after the first (a write's pseudo-channels last, no delay to them; a read's
+        none, its data leaves when the memory serves it). Never more than its latency."""
+        n = len(leg.edges)
+        if leg.reads or n < 2:
+            return [0.0] * max(n - 1, 0)
+        fs = leg.first_start
+        d = [fs[h + 1] - fs[h] for h in range(1, n - 1)]
+        if leg.shares:
+            d.append(0.0)
+        total = sum(d)
+        if total > leg.latency_ns:
+            d = [x * leg.latency_ns / total for x in d]
+        return d
 
     def _memory_base(self, memory: Memory) -> int:
         base = self._memories.get(id(memory))
@@ -290,36 +285,32 @@ class FluidModel(TransferModel):
             last = max(end for _start, end in flow.windows)
             flow.cap = min(flow.cap, leg.size / (last - now))
         self.n["flows"] += 1
-        flow.active_at = flow.t = now
-        res, w = list(leg.edges[1:]), list(leg.weights[1:])
+        flow.active_at = now
+        stages: list[list[Part]] = []
+        net = self.net
+        for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True):
+            stages.append([Part(None, len(stages), w, net.queue(e, self.cap[e]))])  # type: ignore[arg-type]
         if leg.shares and not leg.reads:
             base = self._memory_base(flow.transfer.memory)  # type: ignore[arg-type]
-            for c, nbytes, _bursts in leg.shares:
-                res.append(base + c)
-                w.append(nbytes / leg.size)
-        flow.res, flow.w = res, w
-        if not res:  # alone on its only edge: its rate is that edge's
-            self._rate(flow, flow.cap, self.sim.now)
+            stage = len(stages)
+            stages.append(
+                [
+                    Part(None, stage, nbytes / leg.size, net.queue(base + c, self.cap[base + c]))  # type: ignore[arg-type]
+                    for c, nbytes, _bursts in leg.shares
+                ]
+            )
+        if not stages:  # alone on its only edge
+            self.sim.call_at(now + leg.size / flow.cap, self._finish, flow)
             return
-        for r, x in zip(res, w, strict=True):
-            self.users[r][flow] = x
-        self._touch(res)
+        flowing = Flowing(stages, self._delays(leg), flow.limits, lambda: self._finish(flow))
+        for stage in stages:
+            for part in stage:
+                part.flow = flowing
+        net.start(flowing, flow.cap, leg.size, now)
 
-    def _touch(self, res: Sequence[int]) -> None:
-        self._dirty.update(res)
-        if not self._pending:
-            self._pending = True
-            self.sim.call_late(self._recompute)
-
-    def _finish(self, flow: Flow, version: int) -> None:
+    def _finish(self, flow: Flow) -> None:
         """The flow's last byte is through: the leg is done."""
-        if version != flow.version:
-            return  # rescheduled since
         now = self.sim.now
-        for r in flow.res:
-            del self.users[r][flow]
-        if flow.res:
-            self._touch(flow.res)
         leg, tr = flow.leg, flow.transfer
         if self.observer.enabled:
             self._observe(flow, now)
@@ -333,53 +324,6 @@ class FluidModel(TransferModel):
             self._leg(tr, now)
         else:
             tr.done(tuple(tr.heads))
-
-    # -- rates -----------------------------------------------------------------------------
-    def _recompute(self) -> None:
-        """New rates for the flows connected to what changed since the last time."""
-        self._pending = False
-        dirty, self._dirty = self._dirty, set()
-        users = self.users
-        seen: set[int] = set()
-        flows: dict[Flow, None] = {}
-        stack = sorted(dirty, reverse=True)
-        while stack:
-            r = stack.pop()
-            if r in seen:
-                continue
-            seen.add(r)
-            for f in users[r]:
-                if f not in flows:
-                    flows[f] = None
-                    stack.extend(x for x in f.res if x not in seen)
-        if not flows:
-            return
-        self.n["recomputes"] += 1
-        self.n["component_flows"] += len(flows)
-        if len(flows) > self.n["max_component_flows"]:
-            self.n["max_component_flows"] = len(flows)
-        track = self.observer.enabled
-        rates = fifo_shares(list(flows), sorted(seen), self.cap, users, track)
-        now = self.sim.now
-        for f, rate in rates.items():
-            old = f.rate
-            if abs(rate - old) <= RATE_REL * old or rate == old:
-                continue
-            self._rate(f, rate, now)
-
-    def _rate(self, f: Flow, rate: float, now: float) -> None:
-        """From ``now`` on ``f`` moves at ``rate``: when it will be done."""
-        self.n["rerated"] += 1
-        old = f.rate
-        if old:
-            f.left -= old * (now - f.t)
-            if f.left < 0.0:
-                f.left = 0.0
-        f.t = now
-        f.rate = rate
-        f.version += 1
-        if rate > 0.0:
-            self.sim.call_at(now + f.left / rate, self._finish, f, f.version)
 
     # -- observation -----------------------------------------------------------------------
     def _observe(self, flow: Flow, now: float) -> None:

@@ -1,0 +1,253 @@
+"""FIFO queues of fluid: how the fluid model shares a resource among flows (ADR 0034).
+
+Each shared resource (a directed edge, an HBM pseudo-channel) is a FIFO queue with an unbounded
+buffer, as in the flit model, but its content is fluid: a list of segments, each an amount of
+bytes and the fraction of it each flow owns. Bytes leave the queue at the resource's capacity,
+the head segment first, each flow at its fraction of that rate; with nothing queued and no
+more offered than the capacity, bytes pass straight through. A flow's rate out of one
+resource reaches the next resource on its path after the hop's delay (the time its head takes
+from one to the next alone). So a flow that reaches a congested resource behind a backlog
+waits for the backlog, and a flow throttled downstream still pushes its bytes through the
+resources before the throttle at the rate it gets there: the two effects of the flit model's
+FIFOs a single rate per flow does not have (docs/fluid-model.md).
+
+A flow is fed at its source's rate until all its bytes are in; it is done at a resource when
+its input has ended and no queued segment holds any of its bytes, and done when that is so at
+every resource of its last stage. Events: a change of a flow's input at a resource, and the
+head segment of a queue running empty. A rate change that moves a flow's rate by less than
+``DELTA`` relative is not passed on (the ripple of tiny changes through queues that feed each
+other would otherwise grow with the size of the transfers); its bytes are still accounted for
+where they are, and the end of a flow is always passed on.
+"""
+
+from collections.abc import Callable, Sequence
+
+# A flow's rate change below this fraction of its rate is not passed on to its next resource.
+DELTA = 1e-3
+# Bytes below this are nothing (floating-point residue of a drained segment).
+EPS = 1e-9
+
+
+class Part:
+    """A flow's bytes at one resource of one of its stages."""
+
+    __slots__ = ("flow", "stage", "w", "queue", "ended", "gone", "held")
+
+    def __init__(self, flow: "Flowing", stage: int, w: float, queue: "Queue"):
+        self.flow = flow
+        self.stage = stage
+        self.w = w  # bytes on this resource per byte of the flow
+        self.queue = queue
+        self.ended = False  # its input has ended
+        self.gone = False  # its last byte has left
+        self.held = 0  # queued segments holding some of its bytes
+
+
+class Flowing:
+    """What the network keeps of a flow (the fluid model's Flow carries one)."""
+
+    __slots__ = ("stages", "delays", "sent", "pending", "left", "limits", "done")
+
+    def __init__(
+        self,
+        stages: list[list[Part]],
+        delays: Sequence[float],
+        limits: set[int],
+        done: Callable[[], None],
+    ):
+        self.stages = stages
+        self.delays = delays  # from stage s to stage s + 1
+        self.sent = [-1.0] * len(stages)  # the flow's rate last passed on into each stage
+        self.pending: list[list | None] = [None] * len(stages)  # a delivery not yet made
+        self.left = len(stages[-1])  # parts of the last stage not yet done
+        self.limits = limits  # resources where its bytes queued (observation)
+        self.done = done
+
+
+class Segment:
+    __slots__ = ("amount", "comp", "open")
+
+    def __init__(self, comp: dict[Part, float]):
+        self.amount = 0.0
+        self.comp = comp  # part -> its fraction of the bytes
+        self.open = True  # still filling
+
+
+class Queue:
+    """One resource's FIFO."""
+
+    __slots__ = ("id", "cap", "inp", "total", "segs", "out", "t", "version")
+
+    def __init__(self, rid: int, cap: float):
+        self.id = rid
+        self.cap = cap  # bytes/ns
+        self.inp: dict[Part, float] = {}  # offered, bytes/ns
+        self.total = 0.0
+        self.segs: list[Segment] = []
+        self.out: dict[Part, float] = {}
+        self.t = 0.0
+        self.version = 0
+
+
+class Network:
+    """The queues of one run, and the flows through them."""
+
+    def __init__(
+        self, call_at: Callable[..., None], clock: Callable[[], float], track: bool
+    ) -> None:
+        self.call_at = call_at
+        self.clock = clock
+        self.track = track
+        self.queues: dict[int, Queue] = {}
+        self.n = {"changes": 0, "passed": 0, "drains": 0}
+
+    def queue(self, rid: int, cap: float) -> Queue:
+        q = self.queues.get(rid)
+        if q is None:
+            q = self.queues[rid] = Queue(rid, cap)
+        return q
+
+    def start(self, flow: Flowing, rate: float, size: float, now: float) -> None:
+        """Feed ``flow``'s ``size`` bytes into its first stage at ``rate`` from ``now`` on."""
+        self._feed(flow, 0, rate, False, now)
+        self.call_at(now + size / rate, self._end_source, flow)
+
+    def _end_source(self, flow: Flowing) -> None:
+        self._feed(flow, 0, 0.0, True, self.clock())
+
+    # -- between stages --------------------------------------------------------------------
+    def _feed(self, flow: Flowing, s: int, rate: float, last: bool, now: float) -> None:
+        for part in flow.stages[s]:
+            self._input(part, rate * part.w, last, now)
+
+    def _pass(self, part: Part, rate: float, last: bool, now: float) -> None:
+        """``part``'s output (bytes/ns of its resource) changed: tell the next stage."""
+        flow, s = part.flow, part.stage
+        if s + 1 == len(flow.stages):
+            if last:
+                flow.left -= 1
+                if flow.left == 0:
+                    flow.done()
+            return
+        r = rate / part.w
+        old = flow.sent[s + 1]
+        if not last and r > 0.0 and old > 0.0 and abs(r - old) <= DELTA * old:
+            return
+        flow.sent[s + 1] = r
+        self.n["passed"] += 1
+        t = now + flow.delays[s]
+        p = flow.pending[s + 1]
+        if p is not None and p[0] == t:
+            p[1] = r
+            p[2] = p[2] or last
+            return
+        p = flow.pending[s + 1] = [t, r, last]
+        self.call_at(t, self._deliver, flow, s + 1, p)
+
+    def _deliver(self, flow: Flowing, s: int, p: list) -> None:
+        if flow.pending[s] is p:
+            flow.pending[s] = None
+        self._feed(flow, s, p[1], p[2], p[0])
+
+    # -- one queue -------------------------------------------------------------------------
+    def _advance(self, q: Queue, now: float) -> None:
+        dt = now - q.t
+        q.t = now
+        if dt <= 0.0 or not q.segs:
+            return
+        head, tail = q.segs[0], q.segs[-1]
+        if head is tail:
+            head.amount += ((q.total if head.open else 0.0) - q.cap) * dt
+        else:
+            head.amount -= q.cap * dt
+            if tail.open:
+                tail.amount += q.total * dt
+
+    def _input(self, part: Part, rate: float, last: bool, now: float) -> None:
+        q = part.queue
+        self._advance(q, now)
+        self.n["changes"] += 1
+        if last:
+            q.inp.pop(part, None)
+            part.ended = True
+        else:
+            q.inp[part] = rate
+        q.total = sum(q.inp.values())
+        segs = q.segs
+        if segs:
+            tail = segs[-1]
+            if tail.open and tail.amount <= EPS:  # nothing in it yet: a new mix replaces it
+                segs.pop()
+                self._release(q, tail)
+            elif tail.open:
+                tail.open = False
+            if q.total > 0.0 and (segs or q.total > q.cap * (1.0 + EPS)):
+                self._open(q)
+        elif q.total > q.cap * (1.0 + EPS):
+            self._open(q)
+        if last and part.held == 0:
+            self._gone(q, part)
+        self._outputs(q, now)
+
+    def _open(self, q: Queue) -> None:
+        total = q.total
+        seg = Segment({p: x / total for p, x in q.inp.items() if x > 0.0})
+        for p in seg.comp:
+            p.held += 1
+        q.segs.append(seg)
+
+    def _release(self, q: Queue, seg: Segment) -> None:
+        """``seg`` leaves the queue: parts whose last bytes it held are done here."""
+        for p in seg.comp:
+            p.held -= 1
+            if p.ended and p.held == 0:
+                self._gone(q, p)
+
+    def _gone(self, q: Queue, p: Part) -> None:
+        if not p.gone:
+            p.gone = True
+            q.out.pop(p, None)
+            self._pass(p, 0.0, True, q.t)
+
+    def _drain(self, q: Queue, version: int) -> None:
+        if version != q.version:
+            return
+        now = self.clock()
+        self._advance(q, now)
+        self.n["drains"] += 1
+        if q.segs:
+            self._release(q, q.segs.pop(0))
+        self._outputs(q, now)
+
+    def _outputs(self, q: Queue, now: float) -> None:
+        segs = q.segs
+        if segs and segs[0].open and segs[0].amount <= EPS and q.total <= q.cap * (1.0 + EPS):
+            self._release(q, segs.pop(0))
+        if segs:
+            head = segs[0]
+            new = {p: q.cap * x for p, x in head.comp.items()}
+            if self.track:
+                for p in head.comp:
+                    p.flow.limits.add(q.id)
+        else:
+            new = dict(q.inp)
+        old = q.out
+        for p, x in new.items():
+            y = old.get(p)
+            if y is None or abs(x - y) > 1e-12 * y:
+                self._pass(p, x, False, now)
+        for p in old:
+            if p not in new and not p.gone:
+                self._pass(p, 0.0, False, now)
+        q.out = new
+        q.version += 1
+        if segs:
+            head = segs[0]
+            if head.open:
+                if q.total < q.cap:
+                    dt = head.amount / (q.cap - q.total)
+                else:
+                    return
+            else:
+                dt = head.amount / q.cap
+            self.call_at(now + max(dt, 0.0), self._drain, q, q.version)
