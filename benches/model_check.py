@@ -260,7 +260,7 @@ def model_check(ctx: BenchContext, p: ModelCheckParams) -> BenchResult:
         [
             "scenario", "transfers", "flit_ns", "fluid_ns", "makespan_err", "p50_err",
             "p95_err", "max_err", "events/transfer flit", "events/transfer fluid",
-            "recomputes/transfer", "cpu_s flit", "cpu_s fluid",
+            "changes/transfer", "cpu_s flit", "cpu_s fluid",
         ],
     )  # fmt: skip
     for done, (name, run) in enumerate(chosen.items()):
@@ -268,7 +268,7 @@ def model_check(ctx: BenchContext, p: ModelCheckParams) -> BenchResult:
         ref, fl = outcomes["flit"], outcomes["fluid"]
         errs = compare(ref, fl)
         per = max(fl.transfers, 1)
-        recomputes = fl.counters.get("recomputes", 0) / per
+        changes = fl.counters.get("changes", 0) / per
         for key, value in errs.items():
             result.metrics[f"{name}/{key}"] = value
         result.metrics[f"{name}/flit_makespan_ns"] = ref.makespan_ns
@@ -276,8 +276,8 @@ def model_check(ctx: BenchContext, p: ModelCheckParams) -> BenchResult:
         result.metrics[f"{name}/transfers"] = float(fl.transfers)
         result.metrics[f"{name}/flit_events_per_transfer"] = ref.events / per
         result.metrics[f"{name}/fluid_events_per_transfer"] = fl.events / per
-        result.metrics[f"{name}/recomputes_per_transfer"] = recomputes
-        result.metrics[f"{name}/rerated_per_transfer"] = fl.counters.get("rerated", 0) / per
+        result.metrics[f"{name}/changes_per_transfer"] = changes
+        result.metrics[f"{name}/passed_per_transfer"] = fl.counters.get("passed", 0) / per
         result.metrics[f"{name}/cpu_speedup"] = ref.wall_s / fl.wall_s if fl.wall_s else 0.0
         result.checks[f"{name}/makespan_within_5pct"] = abs(errs["makespan_err"]) <= MAKESPAN_TOL
         result.checks[f"{name}/p95_within_10pct"] = errs["p95_err"] <= P95_TOL
@@ -286,7 +286,7 @@ def model_check(ctx: BenchContext, p: ModelCheckParams) -> BenchResult:
                 name, fl.transfers, round(ref.makespan_ns, 1), round(fl.makespan_ns, 1),
                 f"{errs['makespan_err']:+.2%}", f"{errs['p50_err']:.2%}",
                 f"{errs['p95_err']:.2%}", f"{errs['max_err']:.2%}",
-                round(ref.events / per, 1), round(fl.events / per, 1), round(recomputes, 2),
+                round(ref.events / per, 1), round(fl.events / per, 1), round(changes, 2),
                 round(ref.wall_s, 2), round(fl.wall_s, 2),
             ]
         )  # fmt: skip

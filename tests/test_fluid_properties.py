@@ -23,7 +23,7 @@ from kernbench.bench import BenchContext, get_bench
 from kernbench.runtime import MemoryReadMsg, MemoryWriteMsg, PeDmaMsg, System
 from kernbench.runtime.analytic import formula
 from kernbench.sim.fluid import FluidModel
-from kernbench.sim.fluid_fifo import Flowing, Network, Part, Queue, Segment
+from kernbench.sim.fluid_fifo import DELTA, Flowing, Network, Queue, Segment
 from kernbench.sim.spec import SimSpec
 from kernbench.topology import SystemSpec, Topology
 from kernbench.topology.graph import Node
@@ -41,7 +41,7 @@ def fluid2x2(make_topology) -> Topology:
     return make_topology(2, 2, model="fluid")
 
 
-# -- the fluid model, checked after every recomputation -------------------------------------
+# -- the fluid model, its queues checked after every change --------------------------------
 
 
 def queue_faults(q: Queue, now: float) -> list[str]:
@@ -82,7 +82,7 @@ class CheckedFluid(FluidModel):
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        self.net = CheckedNetwork(self.sim.call_at, lambda: self.sim.now, True)
+        self.net = CheckedNetwork(self.sim.call_at, self.sim.call_late, lambda: self.sim.now, True)
 
 
 # -- random workloads -----------------------------------------------------------------------
@@ -332,18 +332,22 @@ def test_queues_are_feasible_and_work_conserving_after_every_change(fluid2x2, wo
 
 
 def test_the_queue_check_catches_overload_idling_and_a_short_pass():
-    net = Network(lambda *a: None, lambda: 0.0, False)
+    net = Network(lambda *a: None, lambda *a: None, lambda: 0.0, False)
     q = net.queue(7, 128.0)
-    flow = Flowing([[]], [], set(), lambda: None)
-    a, b = Part(flow, 0, 1.0, q), Part(flow, 0, 1.0, q)
+    flow = Flowing([], set(), lambda: None)
+    flow.stage([(q, 1.0), (q, 1.0)])
+    a, b = flow.stages[0]
     q.inp = {a: 100.0, b: 100.0}
     q.out = dict(q.inp)
     assert queue_faults(q, 0.0) == ["t=0.0: resource 7 carries 200.0 > 128.0 GB/s"]
-    q.segs = [Segment({a: 0.5, b: 0.5})]
+    q.segs = [Segment({a: 1.0, b: 1.0}, 0.0)]  # half of its bytes each
     q.out = {a: 50.0, b: 28.0}  # feasible, but bytes wait while it has room
     assert queue_faults(q, 0.0) == ["t=0.0: resource 7 holds bytes but sends 78.0 < 128.0"]
     q.segs, q.inp = [], {a: 60.0, b: 60.0}
-    assert queue_faults(q, 0.0) == ["t=0.0: resource 7 passes 28.0 of 60.0"]
+    assert queue_faults(q, 0.0) == [
+        "t=0.0: resource 7 passes 50.0 of 60.0",
+        "t=0.0: resource 7 passes 28.0 of 60.0",
+    ]
     q.out = {a: 60.0, b: 60.0}
     assert queue_faults(q, 0.0) == []
 
@@ -360,7 +364,8 @@ def test_no_message_finishes_before_its_lone_closed_form(fluid2x2, workload):
             (c,) = completions
             lone = formula(fluid2x2, message(fluid2x2, i, op)).total_ns
             assert c.start_ns == op.at_ns
-            assert c.total_ns >= lone * (1 - REL), (op, c.total_ns, lone)
+            # A queue does not pass on rate changes under DELTA: a time may move by that much.
+            assert c.total_ns >= lone * (1 - DELTA), (op, c.total_ns, lone)
 
 
 # -- equal flows on one bottleneck ----------------------------------------------------------
@@ -515,7 +520,10 @@ def test_adding_a_flow_to_an_hbm_incast_never_makes_another_finish_earlier(fluid
     The ways must not meet before: a flow that slows another upstream (PE 2's flows join
     PE 1's on the link r0c1 -> r0c0) lowers what that one offers the controller, and a third
     then gets a larger share of it, as in the flit model's FIFOs and in the next test. Flows
-    of one PE also share its DMA channel and its link to the router."""
+    of one PE also share its DMA channel and its link to the router.
+
+    A queue does not pass on a change of a flow's rate smaller than ``DELTA`` of it, so a
+    flow's completion may move by that fraction either way: the bound allows it."""
     c_gbs = fluid2x2.spec.hw.hbm.effective_bw_gbs
     ctrl = fluid2x2.hbm_ctrl(0, *INCAST)
     for pe in pes:
@@ -526,18 +534,22 @@ def test_adding_a_flow_to_an_hbm_incast_never_makes_another_finish_earlier(fluid
     without = run_incast(fluid2x2, flows[:-1], pes)
     with_extra = run_incast(fluid2x2, flows, pes)[:-1]
     for alone, crowded in zip(without, with_extra, strict=True):
-        assert crowded >= alone * (1 - REL), (without, with_extra)
+        assert crowded >= alone * (1 - DELTA), (without, with_extra)
 
 
-def test_adding_a_flow_can_make_another_finish_earlier(make_topology, model):
+def test_adding_a_flow_can_make_another_finish_earlier(make_topology):
     """Why the property above needs one bottleneck. On the 2x2 mesh, X (cube 0 PE 0 to cube
     1) crosses UCIe connection 0 of cube 0 (r1) and then cube 1's link r0c0 -> r0c1 (r2);
     Y1 and Y2 (PEs 1 and 2, on connections 1 and 2) cross r2 but not r1. Alone the three
     share r2 (256 GB/s), about 85 GB/s each. Z (PE 4, whose key also picks connection 0)
     crosses r1 but not r2: it halves X's share of the 128 GB/s connection, X leaves room on
     r2, and Y1 and Y2 finish earlier than without Z. Under the flit model the same happens:
-    X's flits queue behind Z's at r1, so fewer of them get ahead of Y's at r2."""
-    topo = make_topology(2, 2, model=model)
+    X's flits queue behind Z's at r1, so fewer of them get ahead of Y's at r2.
+
+    Shown on the flit reference, where Y1 finishes 2 % earlier. The fluid model's queues show
+    it too, but by 0.07 %, less than the rate changes they pass on (``DELTA``), so no bound
+    there could tell it from their rounding; docs/fluid-model.md records the difference."""
+    topo = make_topology(2, 2, model="flit")
     a, g, size = topo.address, topo.graph, 64 * 1024
     x = PeDmaMsg(0, 0, 0, a.hbm(0, 1, 1), size)
     y1 = PeDmaMsg(0, 0, 1, a.hbm(0, 1, 2), size)

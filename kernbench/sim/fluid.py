@@ -6,34 +6,23 @@ a fixed latency, then moves its bytes at a rate:
 - **Latency**: the leg's time alone, in closed form (:mod:`kernbench.sim.pipeline`, the same
   max-plus recurrence the probe's ``formula_ns`` uses), minus its bytes at its bottleneck rate.
   A lone leg therefore takes exactly its closed-form time, whatever its size.
-- **Rate**: shared over the resources the flow crosses: the directed edges (capacity: their
-  bandwidth; a request edge carries the flow's request bytes per data byte) and, for a
-  write, the pseudo-channels of its controller (capacity ``pc_bw × efficiency``, each carrying
-  the flow's share of bytes on it). Each resource shares in proportion to what each flow
-  offers it, and a flow offers the next resource what it got from the one before, as FIFO
-  queues with unbounded buffers do in the flit model; what is left is shared max-min fair
-  (kernbench.sim.fluid_share). The first edge of a leg belongs to its source: legs leave it
-  one after the other, each at the edge's full rate, as the flit model queues a message's
-  flits behind the earlier messages' (the edge then bounds only the flow's own rate).
+- **Bytes**: a leg's first edge belongs to its source: legs leave it one after the other,
+  each at the edge's full rate, as the flit model queues a message's flits behind the earlier
+  messages'. Every resource after it (its directed edges; for a write, the pseudo-channels of
+  its controller, each carrying the flow's share of bytes on it; a request edge carries the
+  flow's request bytes per data byte) is a FIFO queue of fluid
+  (:mod:`kernbench.sim.fluid_fifo`, ADR 0034): a flow's bytes set off early enough that, alone,
+  its last byte is through at the end of its closed-form time, and each queue passes them on
+  in the order they came, at its capacity while it holds some.
 - **Reads at the memory**: a read's bursts are all queued when its request arrives, so its
   controller's channels serve reads first come, first served, as in the flit model: when a
   read's bytes start to move, its bursts are queued on each channel it uses behind what is
   queued there, and it cannot move faster than the last of them is read.
 
-Max-min fair sharing of every resource (MODEL.md's first sketch) kept PEs that read one slice
-in lockstep and missed the flit model by 26 % on ``bench=gemm`` and by up to 10x on
-per-transfer times; ADR 0025 has the measurements.
-
-Rates are recomputed when flows start or end, only for the flows connected to a change through
-shared resources, at most once per simulated instant (every start and end of an instant is in
-by then), and a flow's completion is rescheduled only when its rate changed. The cost of a
-transfer is a few events per leg plus the recomputations it causes, whatever its size.
-
-What the flit model has and this one does not: the order in which bytes reach a FIFO (a flow
-that arrives behind a backlog waits for it; here it shares at once), a flow that has handed
-all its bytes on no longer holds the resources behind it (here it keeps its share of them
-until its last byte is through), and a latency that grows under load (here it is fixed; only
-the rate is shared). docs/fluid-model.md publishes the measured differences.
+What the flit model has and this one does not: flits (a write's bursts reach its channels
+spread evenly, not one a nanosecond), a latency that grows under load, and the order of bytes
+finer than the queues keep it (ADR 0034). docs/fluid-model.md publishes the measured
+differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts, at every trace level (the
 energy model charges them); busy time follows from bytes. ``max_wait_ns`` of an edge is the
@@ -53,8 +42,8 @@ another's; writes share the channels).
 from collections.abc import Callable
 
 from kernbench.sim.context import Sim
+from kernbench.sim.fluid_fifo import Flowing, Network
 from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
-from kernbench.sim.fluid_fifo import Flowing, Network, Part
 from kernbench.sim.transfer import Done, Fabric, Heads, Memory, Path, Runs, TransferModel
 
 # A flow "waited" when it took longer than alone by more than this fraction (not rounding).
@@ -109,7 +98,7 @@ class FluidModel(TransferModel):
         super().__init__(sim, fabric)
         self.cap: list[float] = list(fabric.edge_bw_gbs)  # per resource, GB/s
         self.source_free = [0.0] * len(self.cap)  # per edge, when its source's queue empties
-        self.net = Network(sim.call_at, lambda: sim.env.now, sim.observer.enabled)
+        self.net = Network(sim.call_at, sim.call_late, lambda: sim.env.now, sim.observer.enabled)
         self._channels: dict[int, list[float]] = {}  # id(memory) -> when each channel frees
         self._memories: dict[int, int] = {}
         self._ids = 0
@@ -286,26 +275,18 @@ class FluidModel(TransferModel):
             flow.cap = min(flow.cap, leg.size / (last - now))
         self.n["flows"] += 1
         flow.active_at = now
-        stages: list[list[Part]] = []
         net = self.net
+        flowing = Flowing(self._delays(leg), flow.limits, lambda: self._finish(flow))
         for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True):
-            stages.append([Part(None, len(stages), w, net.queue(e, self.cap[e]))])  # type: ignore[arg-type]
+            flowing.stage([(net.queue(e, self.cap[e]), w)])
         if leg.shares and not leg.reads:
             base = self._memory_base(flow.transfer.memory)  # type: ignore[arg-type]
-            stage = len(stages)
-            stages.append(
-                [
-                    Part(None, stage, nbytes / leg.size, net.queue(base + c, self.cap[base + c]))  # type: ignore[arg-type]
-                    for c, nbytes, _bursts in leg.shares
-                ]
+            flowing.stage(
+                [(net.queue(base + c, self.cap[base + c]), n / leg.size) for c, n, _ in leg.shares]
             )
-        if not stages:  # alone on its only edge
+        if not flowing.stages:  # alone on its only edge
             self.sim.call_at(now + leg.size / flow.cap, self._finish, flow)
             return
-        flowing = Flowing(stages, self._delays(leg), flow.limits, lambda: self._finish(flow))
-        for stage in stages:
-            for part in stage:
-                part.flow = flowing
         net.start(flowing, flow.cap, leg.size, now)
 
     def _finish(self, flow: Flow) -> None:

@@ -13,17 +13,25 @@ FIFOs a single rate per flow does not have (docs/fluid-model.md).
 
 A flow is fed at its source's rate until all its bytes are in; it is done at a resource when
 its input has ended and no queued segment holds any of its bytes, and done when that is so at
-every resource of its last stage. Events: a change of a flow's input at a resource, and the
-head segment of a queue running empty. A rate change that moves a flow's rate by less than
-``DELTA`` relative is not passed on (the ripple of tiny changes through queues that feed each
-other would otherwise grow with the size of the transfers); its bytes are still accounted for
-where they are, and the end of a flow is always passed on.
+every resource of its last stage. Events: a change of a flow's input at a resource (the
+changes of one instant at a queue settle together, in a late event), and the head segment of
+a queue running empty.
+
+Changes ripple through queues that feed each other: every change of mix at one queue changes
+the rates of all the flows it sends on. Two bounds keep that from growing with the size of the
+transfers: a change of less than ``DELTA`` of a flow's rate is not passed on (the end of a
+flow always is), and a queue orders its bytes to 1/``GRAIN`` of its backlog (a change of mix
+while the segment filling behind others holds less continues that segment, its fractions
+those of the bytes in it, unless a flow in it stopped offering).
 """
 
 from collections.abc import Callable, Sequence
 
 # A flow's rate change below this fraction of its rate is not passed on to its next resource.
 DELTA = 1e-3
+# A queue orders its bytes to this fraction of its backlog: a change of mix while the segment
+# filling behind others holds less continues that segment, its fractions those of its bytes.
+GRAIN = 16
 # Bytes below this are nothing (floating-point residue of a drained segment).
 EPS = 1e-9
 
@@ -48,35 +56,60 @@ class Flowing:
 
     __slots__ = ("stages", "delays", "sent", "pending", "left", "limits", "done")
 
-    def __init__(
-        self,
-        stages: list[list[Part]],
-        delays: Sequence[float],
-        limits: set[int],
-        done: Callable[[], None],
-    ):
-        self.stages = stages
+    def __init__(self, delays: Sequence[float], limits: set[int], done: Callable[[], None]):
+        self.stages: list[list[Part]] = []
         self.delays = delays  # from stage s to stage s + 1
-        self.sent = [-1.0] * len(stages)  # the flow's rate last passed on into each stage
-        self.pending: list[list | None] = [None] * len(stages)  # a delivery not yet made
-        self.left = len(stages[-1])  # parts of the last stage not yet done
+        self.sent: list[float] = []  # the flow's rate last passed on into each stage
+        self.pending: list[list | None] = []  # per stage, a delivery not yet made
+        self.left = 0  # parts of the last stage not yet done
         self.limits = limits  # resources where its bytes queued (observation)
         self.done = done
 
+    def stage(self, resources: Sequence[tuple["Queue", float]]) -> None:
+        """Add the next stage: the queues it crosses together, each with the bytes it carries
+        per byte of the flow."""
+        s = len(self.stages)
+        self.stages.append([Part(self, s, w, q) for q, w in resources])
+        self.sent.append(-1.0)
+        self.pending.append(None)
+        self.left = len(resources)
+
 
 class Segment:
-    __slots__ = ("amount", "comp", "open")
+    __slots__ = ("amount", "comp", "open", "bytes", "mix", "since")
 
-    def __init__(self, comp: dict[Part, float]):
+    def __init__(self, mix: dict[Part, float], now: float):
+        total = sum(mix.values())
         self.amount = 0.0
-        self.comp = comp  # part -> its fraction of the bytes
+        self.comp = {p: x / total for p, x in mix.items()}  # part -> its fraction of the bytes
         self.open = True  # still filling
+        self.bytes = dict.fromkeys(mix, 0.0)  # each part's bytes in it, up to ``since``
+        self.mix = mix  # what each part offers since then
+        self.since = now
+
+    def fold(self, mix: dict[Part, float], now: float) -> list[Part]:
+        """Count the bytes offered since the last fold, go on with ``mix``, and make the
+        fractions those of the bytes in it; the parts new to it."""
+        dt = now - self.since
+        got = self.bytes
+        for p, x in self.mix.items():
+            got[p] += x * dt
+        new = [p for p in mix if p not in got]
+        for p in new:
+            got[p] = 0.0
+        self.mix, self.since = mix, now
+        total = sum(got.values())
+        if total > 0.0:
+            self.comp = {p: b / total for p, b in got.items()}
+        else:
+            self.comp.update(dict.fromkeys(new, 0.0))
+        return new
 
 
 class Queue:
     """One resource's FIFO."""
 
-    __slots__ = ("id", "cap", "inp", "total", "segs", "out", "t", "version")
+    __slots__ = ("id", "cap", "inp", "total", "segs", "out", "t", "version", "ended")
 
     def __init__(self, rid: int, cap: float):
         self.id = rid
@@ -87,19 +120,26 @@ class Queue:
         self.out: dict[Part, float] = {}
         self.t = 0.0
         self.version = 0
+        self.ended: list[Part] | None = None  # inputs ended this instant; None: not changed
 
 
 class Network:
     """The queues of one run, and the flows through them."""
 
     def __init__(
-        self, call_at: Callable[..., None], clock: Callable[[], float], track: bool
+        self,
+        call_at: Callable[..., None],
+        call_late: Callable[..., None],
+        clock: Callable[[], float],
+        track: bool,
     ) -> None:
         self.call_at = call_at
+        self.call_late = call_late
         self.clock = clock
         self.track = track
         self.queues: dict[int, Queue] = {}
-        self.n = {"changes": 0, "passed": 0, "drains": 0}
+        self.changed: list[Queue] = []  # queues whose input changed this instant
+        self.n = {"changes": 0, "passed": 0, "drains": 0, "settles": 0}
 
     def queue(self, rid: int, cap: float) -> Queue:
         q = self.queues.get(rid)
@@ -164,6 +204,7 @@ class Network:
                 tail.amount += q.total * dt
 
     def _input(self, part: Part, rate: float, last: bool, now: float) -> None:
+        """``part``'s input changed; its queue settles once all changes of the instant are in."""
         q = part.queue
         self._advance(q, now)
         self.n["changes"] += 1
@@ -172,26 +213,59 @@ class Network:
             part.ended = True
         else:
             q.inp[part] = rate
-        q.total = sum(q.inp.values())
-        segs = q.segs
-        if segs:
-            tail = segs[-1]
-            if tail.open and tail.amount <= EPS:  # nothing in it yet: a new mix replaces it
-                segs.pop()
-                self._release(q, tail)
-            elif tail.open:
-                tail.open = False
-            if q.total > 0.0 and (segs or q.total > q.cap * (1.0 + EPS)):
+        if q.ended is None:
+            q.ended = []
+            if not self.changed:
+                self.call_late(self._settle)
+            self.changed.append(q)
+        if last:
+            q.ended.append(part)
+
+    def _settle(self) -> None:
+        """The queues whose inputs changed this instant: a new segment for the new mix, and
+        what they send on."""
+        now = self.clock()
+        changed, self.changed = self.changed, []
+        self.n["settles"] += 1
+        for q in changed:
+            ended, q.ended = q.ended or [], None
+            q.total = sum(q.inp.values())
+            segs = q.segs
+            if segs:
+                tail = segs[-1]
+                if tail.open and tail.amount <= EPS:  # nothing in it yet: the new mix replaces it
+                    segs.pop()
+                    self._release(q, tail)
+                    new = True
+                elif (
+                    tail.open
+                    and len(segs) > 1
+                    and tail.amount * GRAIN < self._backlog(q)
+                    and all(q.inp.get(p, 0.0) > 0.0 for p in tail.comp)
+                ):
+                    for p in tail.fold({p: x for p, x in q.inp.items() if x > 0.0}, now):
+                        p.held += 1
+                    new = False
+                else:
+                    if tail.open:  # closed: its fractions are those of its bytes
+                        tail.fold({}, now)
+                        tail.open = False
+                    new = True
+                if new and q.total > 0.0 and (segs or q.total > q.cap * (1.0 + EPS)):
+                    self._open(q)
+            elif q.total > q.cap * (1.0 + EPS):
                 self._open(q)
-        elif q.total > q.cap * (1.0 + EPS):
-            self._open(q)
-        if last and part.held == 0:
-            self._gone(q, part)
-        self._outputs(q, now)
+            for part in ended:
+                if part.held == 0:
+                    self._gone(q, part)
+            self._outputs(q, now)
+
+    @staticmethod
+    def _backlog(q: Queue) -> float:
+        return sum(seg.amount for seg in q.segs)
 
     def _open(self, q: Queue) -> None:
-        total = q.total
-        seg = Segment({p: x / total for p, x in q.inp.items() if x > 0.0})
+        seg = Segment({p: x for p, x in q.inp.items() if x > 0.0}, q.t)
         for p in seg.comp:
             p.held += 1
         q.segs.append(seg)
@@ -217,7 +291,11 @@ class Network:
         self.n["drains"] += 1
         if q.segs:
             self._release(q, q.segs.pop(0))
-        self._outputs(q, now)
+            if q.segs and q.segs[0].open:  # the head's fractions: those of its bytes so far
+                head = q.segs[0]
+                head.fold(head.mix, now)
+        if q.ended is None:  # else it settles later this instant
+            self._outputs(q, now)
 
     def _outputs(self, q: Queue, now: float) -> None:
         segs = q.segs
