@@ -64,6 +64,7 @@ class Flow:
         "windows",
         "queued",
         "ready_at",
+        "delays",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -77,6 +78,7 @@ class Flow:
         self.windows: list[tuple[float, float]] = []  # per memory share: its channel's service
         self.queued = 0.0  # how long it waited behind earlier legs of its source, ns
         self.ready_at = 0.0  # when a read's bursts were queued on its channels
+        self.delays: list[float] = []  # from each resource it shares to the next
 
 
 class _Transfer:
@@ -211,9 +213,9 @@ class FluidModel(TransferModel):
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
         flow.queued = queued
-        at = begin + leg.latency_ns
-        if not leg.reads:  # its bytes set off earlier by their way to the last resource
-            at -= sum(self._delays(leg))
+        flow.delays = self._delays(leg)
+        # Its bytes set off earlier by their way to its last resource (a read's: none).
+        at = begin + leg.latency_ns - sum(flow.delays)
         self.sim.call_at(at, self._activate, flow)
 
     @staticmethod
@@ -276,7 +278,7 @@ class FluidModel(TransferModel):
         self.n["flows"] += 1
         flow.active_at = now
         net = self.net
-        flowing = Flowing(self._delays(leg), flow.limits, lambda: self._finish(flow))
+        flowing = Flowing(flow.delays, flow.limits, lambda: self._finish(flow))
         for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True):
             flowing.stage([(net.queue(e, self.cap[e]), w)])
         if leg.shares and not leg.reads:
