@@ -427,11 +427,15 @@ def test_flows_alike_into_one_controller_finish_at_its_bandwidth(make_topology, 
     """k PEs alike hop for hop, meeting only where all of them meet, move S bytes each at once
     into one controller, evenly over its pseudo-channels. If k flows at C/k each (C = the
     controller's effective bandwidth) leave every edge below its bandwidth, the controller is
-    their only bottleneck. By the model's definition each flow waits its lone closed form
-    minus its bottleneck drain, L = formula - S / bottleneck, then moves S:
+    their only bottleneck. By the model's definition a flow's bytes set off so that alone its
+    last byte is through at its lone closed form; alone its own bottleneck drains them in
+    S / bottleneck from when its head reaches it, and past the bottleneck a node that holds
+    the head (its overhead) holds only the head: the bytes behind catch up. So alone the head
+    reaches the controller at L + H, L = formula - S / bottleneck, H the overheads of the
+    nodes from the bottleneck's end to the controller, and with others:
 
     - writes offer the same to every edge they share, so they share it equally and the
-      channels equally: all finish together at L + k S / C;
+      channels equally: all finish together at L + H + k S / C;
     - reads queue their bursts on the channels in the order they arrive (the order issued), so
       read i (from 0) gets its bursts i S / C after the first and then runs as if alone: it
       finishes at its lone closed form + i S / C."""
@@ -465,10 +469,13 @@ def test_flows_alike_into_one_controller_finish_at_its_bandwidth(make_topology, 
         lone = formula(topo, msgs[0])
         assert {formula(topo, m).total_ns for m in msgs[1:]} <= {lone.total_ns}
         latency = lone.total_ns - size / lone.bottleneck_gbs
+        nodes = [topo.graph.nodes[n] for n in topo.route(topo.pe_dma(0, *srcs[0]), ctrl).nodes]
+        after = [n.name for n in nodes].index(lone.bottleneck_at)
+        held = sum(n.overhead_ns for n in nodes[after:-1])
         done = System(topology=topo).execute_all(msgs)
         ends = [c.end_ns for c in done]
         if op == "write":
-            want = [latency + k * size / c_gbs] * k
+            want = [latency + held + k * size / c_gbs] * k
         else:
             want = [lone.total_ns + i * size / c_gbs for i in range(k)]
         assert ends == pytest.approx(want, rel=REL, abs=0), (k, ends)
@@ -537,7 +544,8 @@ def test_adding_a_flow_to_an_hbm_incast_never_makes_another_finish_earlier(fluid
         assert crowded >= alone * (1 - DELTA), (without, with_extra)
 
 
-def test_adding_a_flow_can_make_another_finish_earlier(make_topology):
+@pytest.mark.parametrize("model", ["flit", "fluid"])
+def test_adding_a_flow_can_make_another_finish_earlier(make_topology, model):
     """Why the property above needs one bottleneck. On the 2x2 mesh, X (cube 0 PE 0 to cube
     1) crosses UCIe connection 0 of cube 0 (r1) and then cube 1's link r0c0 -> r0c1 (r2);
     Y1 and Y2 (PEs 1 and 2, on connections 1 and 2) cross r2 but not r1. Alone the three
@@ -546,10 +554,10 @@ def test_adding_a_flow_can_make_another_finish_earlier(make_topology):
     r2, and Y1 and Y2 finish earlier than without Z. Under the flit model the same happens:
     X's flits queue behind Z's at r1, so fewer of them get ahead of Y's at r2.
 
-    Shown on the flit reference, where Y1 finishes 2 % earlier. The fluid model's queues show
-    it too, but by 0.07 %, less than the rate changes they pass on (``DELTA``), so no bound
-    there could tell it from their rounding; docs/fluid-model.md records the difference."""
-    topo = make_topology(2, 2, model="flit")
+    Y1 finishes 2 % earlier under both models. (Before a node's overhead held only the head
+    in the fluid model, ADR 0035, X's bytes trickled into r1 and the effect there was 0.07 %.)
+    """
+    topo = make_topology(2, 2, model=model)
     a, g, size = topo.address, topo.graph, 64 * 1024
     x = PeDmaMsg(0, 0, 0, a.hbm(0, 1, 1), size)
     y1 = PeDmaMsg(0, 0, 1, a.hbm(0, 1, 2), size)
@@ -570,7 +578,7 @@ def test_adding_a_flow_can_make_another_finish_earlier(make_topology):
     x1, y1_1, y2_1, _z = (c.end_ns for c in System(topology=topo).execute_all([x, y1, y2, z]))
     assert x1 > x0
     # Z slows X, which frees r2: a flow on r2 alone finishes earlier.
-    assert y1_1 < y1_0 * (1 - 1e-3) or y2_1 < y2_0 * (1 - 1e-3), (y1_0, y1_1, y2_0, y2_1)
+    assert y1_1 < y1_0 * (1 - 1e-2) or y2_1 < y2_0 * (1 - 1e-2), (y1_0, y1_1, y2_0, y2_1)
     assert y1_1 <= y1_0 * (1 + 1e-9) and y2_1 <= y2_0 * (1 + 1e-9)
 
 

@@ -13,15 +13,18 @@ a fixed latency, then moves its bytes at a rate:
   flow's request bytes per data byte) is a FIFO queue of fluid
   (:mod:`kernbench.sim.fluid_fifo`, ADR 0034): a flow's bytes set off early enough that, alone,
   its last byte is through at the end of its closed-form time, and each queue passes them on
-  in the order they came, at its capacity while it holds some.
+  in the order they came, at its capacity while it holds some. Its head goes from one
+  resource to the next in the time it takes alone; a node's overhead holds only the head, so
+  the bytes that come meanwhile arrive with it at once (ADR 0035).
 - **Reads at the memory**: a read's bursts are all queued when its request arrives, so its
   controller's channels serve reads first come, first served, as in the flit model: when a
   read's bytes start to move, its bursts are queued on each channel it uses behind what is
   queued there, and it cannot move faster than the last of them is read.
 
 What the flit model has and this one does not: flits (a write's bursts reach its channels
-spread evenly, not one a nanosecond), a latency that grows under load, and the order of bytes
-finer than the queues keep it (ADR 0034). docs/fluid-model.md publishes the measured
+spread evenly, not one a nanosecond; a held head brings its bytes along once per leg, not once
+per address run), a latency that grows under load, and the order of bytes finer than the
+queues keep it (ADR 0034). docs/fluid-model.md publishes the measured
 differences.
 
 Observation: per edge, bytes and flits are counted when a leg starts, at every trace level (the
@@ -42,7 +45,7 @@ another's; writes share the channels).
 from collections.abc import Callable
 
 from kernbench.sim.context import Sim
-from kernbench.sim.fluid_fifo import Flowing, Network
+from kernbench.sim.fluid_fifo import Flowing, Network, alone_ns
 from kernbench.sim.fluid_plan import Leg, MemoryShape, Planner
 from kernbench.sim.transfer import Done, Fabric, Heads, Memory, Path, Runs, TransferModel
 
@@ -64,7 +67,6 @@ class Flow:
         "windows",
         "queued",
         "ready_at",
-        "delays",
     )
 
     def __init__(self, fid: int, leg: Leg, transfer: "_Transfer", begin: float):
@@ -78,7 +80,6 @@ class Flow:
         self.windows: list[tuple[float, float]] = []  # per memory share: its channel's service
         self.queued = 0.0  # how long it waited behind earlier legs of its source, ns
         self.ready_at = 0.0  # when a read's bursts were queued on its channels
-        self.delays: list[float] = []  # from each resource it shares to the next
 
 
 class _Transfer:
@@ -213,27 +214,65 @@ class FluidModel(TransferModel):
         self._ids += 1
         flow = Flow(self._ids, leg, tr, begin)
         flow.queued = queued
-        flow.delays = self._delays(leg)
-        # Its bytes set off earlier by their way to its last resource (a read's: none).
-        at = begin + leg.latency_ns - sum(flow.delays)
-        self.sim.call_at(at, self._activate, flow)
+        if leg.fluid is None:
+            leg.fluid = self._timing(leg, tr.memory)
+        self.sim.call_at(begin + leg.fluid[3], self._activate, flow)
+
+    def _timing(
+        self, leg: Leg, memory: Memory | None
+    ) -> tuple[list[float], list[float], float, float]:
+        """How the leg's bytes move: the delays and holds between the resources it shares,
+        the hold before the first, and when its bytes set off after its start, so that alone
+        its last byte is through at the end of its closed-form time.
+
+        Alone, its bottleneck (the first resource of least rate, or its source) is busy from
+        when the head reaches it until the last byte leaves, whatever came before; after
+        it, a node that holds the head lets the bytes behind catch up, which the last byte
+        may or may not feel: the part after the bottleneck is run alone (``alone_ns``)."""
+        delays, holds, hold0 = self._delays(leg)
+        stages = [[(self.cap[e], w)] for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True)]
+        if leg.shares:
+            assert memory is not None
+            cap = 1.0 / memory.ns_per_byte
+            stages.append([(cap, n / leg.size) for _c, n, _b in leg.shares])
+        rate = self.cap[leg.edges[0]] / leg.weights[0]
+        slowest = [min(c / w for c, w in stage) for stage in stages]
+        least = min([rate, *slowest])
+        b = next((s for s, r in enumerate(slowest) if r <= least * (1 + 1e-12)), -1)
+        if rate <= least * (1 + 1e-12):
+            b = -1  # its source: nothing before it to wait for
+        after = holds[b + 1 :]
+        hold = hold0 if b < 0 else holds[b] if b < len(holds) else 0.0
+        if hold == 0.0 and not any(after):
+            # Its bytes reach its last resource by its delays, then drain at its rate.
+            return delays, holds, hold0, leg.latency_ns - sum(delays)
+        # The bottleneck passes them on at its rate from when the head reaches it.
+        tail = alone_ns(stages[b + 1 :], delays[b + 1 :], after, hold, least, leg.size)
+        alone = sum(delays[: b + 1]) + tail
+        return delays, holds, hold0, max(leg.total_ns - alone, 0.0)
 
     @staticmethod
-    def _delays(leg: Leg) -> list[float]:
+    def _delays(leg: Leg) -> tuple[list[float], list[float], float]:
         """How long the leg's head takes alone from each resource it shares to the next: its
         edges after the first (a write's pseudo-channels last, no delay to them; a read's
-        none, its data leaves when the memory serves it). Never more than its latency."""
+        none, its data leaves when the memory serves it), never more than its latency in
+        all; of each, how long the node between holds the head alone (its overhead); and the
+        hold between its first edge and its second."""
         n = len(leg.edges)
         if leg.reads or n < 2:
-            return [0.0] * max(n - 1, 0)
-        fs = leg.first_start
+            return [0.0] * max(n - 1, 0), [0.0] * max(n - 1, 0), 0.0
+        fs, over = leg.first_start, leg.overhead_ns
         d = [fs[h + 1] - fs[h] for h in range(1, n - 1)]
+        holds = [min(over[h], d[h - 1]) for h in range(1, n - 1)]
         if leg.shares:
             d.append(0.0)
+            holds.append(0.0)
         total = sum(d)
         if total > leg.latency_ns:
-            d = [x * leg.latency_ns / total for x in d]
-        return d
+            scale = leg.latency_ns / total
+            d = [x * scale for x in d]
+            holds = [x * scale for x in holds]
+        return d, holds, min(over[0], fs[1] - fs[0])
 
     def _memory_base(self, memory: Memory) -> int:
         base = self._memories.get(id(memory))
@@ -278,7 +317,8 @@ class FluidModel(TransferModel):
         self.n["flows"] += 1
         flow.active_at = now
         net = self.net
-        flowing = Flowing(flow.delays, flow.limits, lambda: self._finish(flow))
+        delays, holds, hold0, _ = leg.fluid  # type: ignore[misc]
+        flowing = Flowing(delays, flow.limits, lambda: self._finish(flow), holds)
         for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True):
             flowing.stage([(net.queue(e, self.cap[e]), w)])
         if leg.shares and not leg.reads:
@@ -289,7 +329,7 @@ class FluidModel(TransferModel):
         if not flowing.stages:  # alone on its only edge
             self.sim.call_at(now + leg.size / flow.cap, self._finish, flow)
             return
-        net.start(flowing, flow.cap, leg.size, now)
+        net.start(flowing, flow.cap, leg.size, now, hold0)
 
     def _finish(self, flow: Flow) -> None:
         """The flow's last byte is through: the leg is done."""

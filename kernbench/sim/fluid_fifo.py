@@ -11,6 +11,12 @@ waits for the backlog, and a flow throttled downstream still pushes its bytes th
 resources before the throttle at the rate it gets there: the two effects of the flit model's
 FIFOs a single rate per flow does not have (docs/fluid-model.md).
 
+A node between two resources may hold a flow's head alone for part of the hop's delay (its
+overhead, ADR 0035): what leaves the first resource meanwhile reaches the next at once, with
+the head (a lump, queued as a segment of its own, or joining the filling tail when smaller
+than 1/``GRAIN`` of the backlog); later changes take the hop's delay less the hold, as the
+flit model's flits behind a held head catch up with it.
+
 A flow is fed at its source's rate until all its bytes are in; it is done at a resource when
 its input has ended and no queued segment holds any of its bytes, and done when that is so at
 every resource of its last stage. Events: a change of a flow's input at a resource (the
@@ -22,15 +28,19 @@ the rates of all the flows it sends on. Two bounds keep that from growing with t
 transfers: a change of less than ``DELTA`` of a flow's rate is not passed on (the end of a
 flow always is), and a queue orders its bytes to 1/``GRAIN`` of its backlog (a change of mix
 while the segment filling behind others holds less continues that segment, its fractions
-those of the bytes in it, unless a flow in it stopped offering).
+those of the bytes in it, unless a flow in it has ended: its last bytes do not wait for
+others').
 """
 
+import heapq
+import itertools
 from collections.abc import Callable, Sequence
 
 # A flow's rate change below this fraction of its rate is not passed on to its next resource.
 DELTA = 1e-3
-# A queue orders its bytes to this fraction of its backlog: a change of mix while the segment
-# filling behind others holds less continues that segment, its fractions those of its bytes.
+# A queue orders its bytes to this fraction of its backlog: a change of mix (or a lump) while
+# the segment filling behind others holds less continues that segment, its fractions those of
+# its bytes.
 GRAIN = 16
 # Bytes below this are nothing (floating-point residue of a drained segment).
 EPS = 1e-9
@@ -54,13 +64,23 @@ class Part:
 class Flowing:
     """What the network keeps of a flow (the fluid model's Flow carries one)."""
 
-    __slots__ = ("stages", "delays", "sent", "pending", "left", "limits", "done")
+    __slots__ = ("stages", "delays", "holds", "sent", "pending", "gates", "left", "limits", "done")
 
-    def __init__(self, delays: Sequence[float], limits: set[int], done: Callable[[], None]):
+    def __init__(
+        self,
+        delays: Sequence[float],
+        limits: set[int],
+        done: Callable[[], None],
+        holds: Sequence[float] = (),
+    ):
         self.stages: list[list[Part]] = []
         self.delays = delays  # from stage s to stage s + 1
+        # Of delays[s], what the node between holds the head alone for: the bytes behind it
+        # catch up and go on at once when it is let go (0: none).
+        self.holds = holds or (0.0,) * len(delays)
         self.sent: list[float] = []  # the flow's rate last passed on into each stage
         self.pending: list[list | None] = []  # per stage, a delivery not yet made
+        self.gates: list[list | bool | None] = []  # per stage, its head's hold (see _pass)
         self.left = 0  # parts of the last stage not yet done
         self.limits = limits  # resources where its bytes queued (observation)
         self.done = done
@@ -72,6 +92,7 @@ class Flowing:
         self.stages.append([Part(self, s, w, q) for q, w in resources])
         self.sent.append(-1.0)
         self.pending.append(None)
+        self.gates.append(None)
         self.left = len(resources)
 
 
@@ -103,6 +124,16 @@ class Segment:
             self.comp = {p: b / total for p, b in got.items()}
         else:
             self.comp.update(dict.fromkeys(new, 0.0))
+        return new
+
+    def add(self, part: Part, nbytes: float, now: float) -> bool:
+        """``nbytes`` of ``part`` come into it at once; whether ``part`` is new to it."""
+        self.fold(self.mix, now)
+        new = part not in self.bytes
+        self.bytes[part] = self.bytes.get(part, 0.0) + nbytes
+        self.amount += nbytes
+        total = sum(self.bytes.values())
+        self.comp = {p: b / total for p, b in self.bytes.items()}
         return new
 
 
@@ -147,18 +178,25 @@ class Network:
             q = self.queues[rid] = Queue(rid, cap)
         return q
 
-    def start(self, flow: Flowing, rate: float, size: float, now: float) -> None:
-        """Feed ``flow``'s ``size`` bytes into its first stage at ``rate`` from ``now`` on."""
-        self._feed(flow, 0, rate, False, now)
-        self.call_at(now + size / rate, self._end_source, flow)
+    def start(self, flow: Flowing, rate: float, size: float, now: float, hold: float = 0.0) -> None:
+        """Feed ``flow``'s ``size`` bytes into its first stage at ``rate`` from ``now`` on; with
+        ``hold``, its head was held that long on the way: the bytes sent meanwhile come at once."""
+        lump = min(size, hold * rate)
+        if lump >= size:
+            self._feed(flow, 0, 0.0, True, now, size)
+            return
+        self._feed(flow, 0, rate, False, now, lump)
+        self.call_at(now + (size - lump) / rate, self._end_source, flow)
 
     def _end_source(self, flow: Flowing) -> None:
         self._feed(flow, 0, 0.0, True, self.clock())
 
     # -- between stages --------------------------------------------------------------------
-    def _feed(self, flow: Flowing, s: int, rate: float, last: bool, now: float) -> None:
+    def _feed(
+        self, flow: Flowing, s: int, rate: float, last: bool, now: float, lump: float = 0.0
+    ) -> None:
         for part in flow.stages[s]:
-            self._input(part, rate * part.w, last, now)
+            self._input(part, rate * part.w, last, now, lump * part.w)
 
     def _pass(self, part: Part, rate: float, last: bool, now: float) -> None:
         """``part``'s output (bytes/ns of its resource) changed: tell the next stage."""
@@ -175,7 +213,27 @@ class Network:
             return
         flow.sent[s + 1] = r
         self.n["passed"] += 1
-        t = now + flow.delays[s]
+        hold = flow.holds[s]
+        if hold > 0.0:
+            # The head reaches the next stage delays[s] after it left this one; the node
+            # between holds it ``hold`` of that, and what leaves here meanwhile comes with it.
+            gate = flow.gates[s + 1]
+            if gate is None:
+                if r > 0.0 or last:  # the head: [left at, rate, bytes so far, since, last]
+                    gate = flow.gates[s + 1] = [now, r, 0.0, now, last]
+                    self.call_at(now + flow.delays[s], self._open_gate, flow, s + 1, gate)
+                return
+            if gate is not True:
+                if now < gate[0] + hold:
+                    gate[2] += gate[1] * (now - gate[3])
+                    gate[1], gate[3], gate[4] = r, now, last
+                    return
+                # After the head, never before it (rounding).
+                t = max(now + flow.delays[s] - hold, gate[0] + flow.delays[s])
+            else:
+                t = now + flow.delays[s] - hold
+        else:
+            t = now + flow.delays[s]
         p = flow.pending[s + 1]
         if p is not None and p[0] == t:
             p[1] = r
@@ -183,6 +241,13 @@ class Network:
             return
         p = flow.pending[s + 1] = [t, r, last]
         self.call_at(t, self._deliver, flow, s + 1, p)
+
+    def _open_gate(self, flow: Flowing, s: int, gate: list) -> None:
+        """The head reaches stage ``s``, with what left the stage before during its hold."""
+        flow.gates[s] = True
+        rate = gate[1]
+        lump = gate[2] + rate * (gate[0] + flow.holds[s - 1] - gate[3])
+        self._feed(flow, s, rate, gate[4], self.clock(), lump)
 
     def _deliver(self, flow: Flowing, s: int, p: list) -> None:
         if flow.pending[s] is p:
@@ -203,11 +268,14 @@ class Network:
             if tail.open:
                 tail.amount += q.total * dt
 
-    def _input(self, part: Part, rate: float, last: bool, now: float) -> None:
-        """``part``'s input changed; its queue settles once all changes of the instant are in."""
+    def _input(self, part: Part, rate: float, last: bool, now: float, lump: float = 0.0) -> None:
+        """``part``'s input changed (``lump`` bytes of it came at once, behind what is queued);
+        its queue settles once all changes of the instant are in."""
         q = part.queue
         self._advance(q, now)
         self.n["changes"] += 1
+        if lump > EPS:
+            self._lump(q, part, lump, now)
         if last:
             q.inp.pop(part, None)
             part.ended = True
@@ -220,6 +288,28 @@ class Network:
             self.changed.append(q)
         if last:
             q.ended.append(part)
+
+    def _lump(self, q: Queue, part: Part, lump: float, now: float) -> None:
+        """``lump`` bytes of ``part`` come at once: a segment of their own behind the queued
+        ones, or, if that is less than 1/GRAIN of the backlog, the bytes of the filling tail
+        (ordered to that, as a change of mix is)."""
+        segs = q.segs
+        tail = segs[-1] if segs else None
+        if tail is not None and tail.open:
+            if len(segs) > 1 and (tail.amount + lump) * GRAIN < self._backlog(q):
+                if tail.add(part, lump, now):
+                    part.held += 1
+                return
+            if tail.amount <= EPS:  # nothing in it yet
+                segs.pop()
+                self._release(q, tail)
+            else:
+                tail.fold({}, now)
+                tail.open = False
+        seg = Segment({part: 1.0}, now)
+        seg.amount, seg.open = lump, False
+        part.held += 1
+        segs.append(seg)
 
     def _settle(self) -> None:
         """The queues whose inputs changed this instant: a new segment for the new mix, and
@@ -241,7 +331,7 @@ class Network:
                     tail.open
                     and len(segs) > 1
                     and tail.amount * GRAIN < self._backlog(q)
-                    and all(q.inp.get(p, 0.0) > 0.0 for p in tail.comp)
+                    and not any(p.ended for p in tail.comp)
                 ):
                     for p in tail.fold({p: x for p, x in q.inp.items() if x > 0.0}, now):
                         p.held += 1
@@ -329,3 +419,39 @@ class Network:
             else:
                 dt = head.amount / q.cap
             self.call_at(now + max(dt, 0.0), self._drain, q, q.version)
+
+
+def alone_ns(
+    stages: Sequence[Sequence[tuple[float, float]]],
+    delays: Sequence[float],
+    holds: Sequence[float],
+    hold0: float,
+    rate: float,
+    size: float,
+) -> float:
+    """How long a flow takes alone through ``stages`` (per stage, each resource's capacity and
+    the flow's bytes on it per byte), fed ``size`` bytes at ``rate`` from 0: a network of its
+    own, on a clock of its own."""
+    heap: list[tuple[float, int, int, Callable[..., None], tuple]] = []
+    clock = [0.0]
+    seq = itertools.count()
+
+    def call_at(t: float, fn: Callable[..., None], *args: object) -> None:
+        heapq.heappush(heap, (t, 0, next(seq), fn, args))
+
+    def call_late(fn: Callable[..., None], *args: object) -> None:
+        heapq.heappush(heap, (clock[0], 1, next(seq), fn, args))
+
+    end: list[float] = []
+    net = Network(call_at, call_late, lambda: clock[0], False)
+    flow = Flowing(delays, set(), lambda: end.append(clock[0]), holds)
+    rid = itertools.count()
+    for stage in stages:
+        flow.stage([(net.queue(next(rid), cap), w) for cap, w in stage])
+    net.start(flow, rate, size, 0.0, hold0)
+    while heap and not end:
+        t, _late, _n, fn, args = heapq.heappop(heap)
+        clock[0] = t
+        fn(*args)
+    assert end, "a lone flow did not finish"
+    return end[0]

@@ -55,6 +55,8 @@ class Leg:
         "heads",
         "shares",
         "reads",
+        "overhead_ns",
+        "fluid",
     )
 
     def __init__(
@@ -68,6 +70,7 @@ class Leg:
         heads: list[tuple[int, list[float]]],
         shares: tuple[tuple[int, int, int], ...],
         caps: "Caps",
+        overhead_ns: Sequence[float] = (),
     ):
         self.edges = tuple(edges)
         self.weights = tuple(b / size for b in edge_bytes)
@@ -86,6 +89,9 @@ class Leg:
         self.rate = rate
         # Alone, the leg takes this latency, then its bytes at its bottleneck rate.
         self.latency_ns = max(total_ns - size / rate, 0.0)
+        # Per edge, the head-only overhead of the node it reaches (none on a read's leg).
+        self.overhead_ns = tuple(overhead_ns) or (0.0,) * len(self.edges)
+        self.fluid: tuple | None = None  # the fluid model's timing of it (kernbench.sim.fluid)
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class Planner:
             [(path, passage.heads)],
             shares,
             self._caps(mem),
+            chain.overhead_ns,
         )
 
     # -- the three kinds of transfer -------------------------------------------------------
