@@ -167,3 +167,47 @@ def test_two_flows_meeting_at_a_ucie_connection_finish_as_under_flit(make_topolo
         ]
         ends[model] = [c.end_ns for c in System(topology=topo).execute_all(msgs)]
     assert ends["fluid"] == pytest.approx(ends["flit"], rel=1e-3)
+
+
+@pytest.mark.parametrize("b_at", [29.999, 30.0, 30.001])
+def test_a_lump_that_comes_as_the_head_segment_empties_is_not_lost(b_at):
+    """One queue of 100 B/ns. A offers 200 B/ns for 10 ns, then 50 B/ns until t = 40: its
+    backlog (1,000 B at t = 10) empties at t = 30. B (1,000 B at 50 B/ns, its head held 16 ns:
+    800 B come at once) arrives then. From t = 0 the queue is never idle for longer than an
+    instant, so the last of the 4,500 B leaves at 45 ns, whichever of the two comes first
+    at t = 30."""
+    sim = Sim()
+    net = Network(sim.call_at, sim.call_late, lambda: sim.now, False)
+    q = net.queue(0, 100.0)
+    ends: dict[str, float] = {}
+    a = Flowing([], set(), lambda: ends.setdefault("A", sim.now))
+    a.stage([(q, 1.0)])
+    b = Flowing([], set(), lambda: ends.setdefault("B", sim.now))
+    b.stage([(q, 1.0)])
+    sim.call_at(b_at, net.start, b, 50.0, 1000.0, b_at, 16.0)
+    sim.call_at(0.0, net._feed, a, 0, 200.0, False, 0.0)
+    sim.call_at(10.0, net._feed, a, 0, 50.0, False, 10.0)
+    sim.call_at(40.0, net._feed, a, 0, 0.0, True, 40.0)
+    sim.env.run()
+    assert set(ends) == {"A", "B"}
+    assert max(ends.values()) == pytest.approx(45.0, abs=2e-3)
+
+
+def test_a_flow_ending_as_its_hold_ends_arrives_whole_with_its_head():
+    """A's bytes (100 B/ns for exactly its hold h) all leave the first queue while the node
+    holds its head: they reach the second queue (1,000 B/ns) at once, d after the head left,
+    and are through size / 1,000 later; nothing stays offered there. The times are chosen so
+    that rounding puts the last rate change's delivery a hair before the head's."""
+    g0, d, h = 7.069620828248913, 36.13978535126173, 2.3522644437662223
+    sim = Sim()
+    net = Network(sim.call_at, sim.call_late, lambda: sim.now, False)
+    first, second = net.queue(0, 1000.0), net.queue(1, 1000.0)
+    ends: dict[str, float] = {}
+    a = Flowing([d], set(), lambda: ends.setdefault("A", sim.now), [h])
+    a.stage([(first, 1.0)])
+    a.stage([(second, 1.0)])
+    size = ((g0 + h) - g0) * 100.0
+    sim.call_at(g0, net.start, a, 100.0, size, g0)
+    sim.env.run()
+    assert ends["A"] == pytest.approx(g0 + d + size / 1000.0, rel=1e-12)
+    assert second.inp == {} and second.segs == []

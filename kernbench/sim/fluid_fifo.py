@@ -224,7 +224,7 @@ class Network:
                     self.call_at(now + flow.delays[s], self._open_gate, flow, s + 1, gate)
                 return
             if gate is not True:
-                if now < gate[0] + hold:
+                if now <= gate[0] + hold:
                     gate[2] += gate[1] * (now - gate[3])
                     gate[1], gate[3], gate[4] = r, now, last
                     return
@@ -244,12 +244,17 @@ class Network:
 
     def _open_gate(self, flow: Flowing, s: int, gate: list) -> None:
         """The head reaches stage ``s``, with what left the stage before during its hold."""
+        if flow.gates[s] is not gate:  # opened already, by a delivery due at the same time
+            return
         flow.gates[s] = True
         rate = gate[1]
         lump = gate[2] + rate * (gate[0] + flow.holds[s - 1] - gate[3])
         self._feed(flow, s, rate, gate[4], self.clock(), lump)
 
     def _deliver(self, flow: Flowing, s: int, p: list) -> None:
+        gate = flow.gates[s]
+        if isinstance(gate, list):  # due with the head, rounded ahead of it: the head first
+            self._open_gate(flow, s, gate)
         if flow.pending[s] is p:
             flow.pending[s] = None
         self._feed(flow, s, p[1], p[2], p[0])
@@ -293,10 +298,15 @@ class Network:
         """``lump`` bytes of ``part`` come at once: a segment of their own behind the queued
         ones, or, if that is less than 1/GRAIN of the backlog, the bytes of the filling tail
         (ordered to that, as a change of mix is)."""
+        q.version += 1  # a drain due now no longer drains what it was due for
         segs = q.segs
         tail = segs[-1] if segs else None
         if tail is not None and tail.open:
-            if len(segs) > 1 and (tail.amount + lump) * GRAIN < self._backlog(q):
+            if (
+                len(segs) > 1
+                and (tail.amount + lump) * GRAIN < self._backlog(q)
+                and not any(p.ended for p in tail.comp)
+            ):
                 if tail.add(part, lump, now):
                     part.held += 1
                 return
