@@ -76,6 +76,13 @@ class CheckedNetwork(Network):
         self.checked += 1
         self.faults += queue_faults(q, now)
 
+    def _input(self, part, rate, last, now, lump=0.0) -> None:
+        super()._input(part, rate, last, now, lump)
+        q = part.queue
+        if q.ended is None:  # passed straight on, not left to settle
+            self.checked += 1
+            self.faults += queue_faults(q, now)
+
 
 class CheckedFluid(FluidModel):
     """The fluid model, with its queues checked after every change."""

@@ -20,8 +20,9 @@ flit model's flits behind a held head catch up with it.
 A flow is fed at its source's rate until all its bytes are in; it is done at a resource when
 its input has ended and no queued segment holds any of its bytes, and done when that is so at
 every resource of its last stage. Events: a change of a flow's input at a resource (the
-changes of one instant at a queue settle together, in a late event), and the head segment of
-a queue running empty.
+changes of one instant at a queue settle together, in a late event, unless the queue holds
+nothing and has room for all it is offered: then it passes the change straight on), and the
+head segment of a queue running empty.
 
 Changes ripple through queues that feed each other: every change of mix at one queue changes
 the rates of all the flows it sends on. Two bounds keep that from growing with the size of the
@@ -275,7 +276,8 @@ class Network:
 
     def _input(self, part: Part, rate: float, last: bool, now: float, lump: float = 0.0) -> None:
         """``part``'s input changed (``lump`` bytes of it came at once, behind what is queued);
-        its queue settles once all changes of the instant are in."""
+        its queue settles once all changes of the instant are in, or, holding nothing and with
+        room for all it is offered, passes the change straight on."""
         q = part.queue
         self._advance(q, now)
         self.n["changes"] += 1
@@ -286,6 +288,19 @@ class Network:
             part.ended = True
         else:
             q.inp[part] = rate
+        if q.ended is None and not q.segs:
+            total = sum(q.inp.values())
+            if total <= q.cap * (1.0 + EPS):
+                # Nothing queued and room for all it is offered: it passes the change straight
+                # on, with no settling (a later change this instant that overloads it will).
+                q.total = total
+                q.version += 1
+                if last:
+                    self._gone(q, part)
+                elif q.out.get(part) != rate:
+                    q.out[part] = rate
+                    self._pass(part, rate, False, now)
+                return
         if q.ended is None:
             q.ended = []
             if not self.changed:
