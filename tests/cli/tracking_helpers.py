@@ -2,6 +2,7 @@
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,9 @@ def kernbench_argv(*args: str) -> list[str]:
 
 
 def start_kernbench(cwd: Path, *args: str) -> subprocess.Popen:
+    """The command, started as from a terminal: Ctrl-C (SIGINT) interrupts it even when the
+    tests run as a shell's background job, which inherits SIGINT ignored (and Python then
+    keeps ignoring it)."""
     return subprocess.Popen(
         kernbench_argv(*args),
         cwd=cwd,
@@ -71,6 +75,7 @@ def start_kernbench(cwd: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
