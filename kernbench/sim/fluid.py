@@ -4,8 +4,10 @@ A transfer is cut at store-and-forward nodes into legs; each leg is a flow. A fl
 a fixed latency, then moves its bytes at a rate:
 
 - **Latency**: the leg's time alone, in closed form (:mod:`kernbench.sim.pipeline`, the same
-  max-plus recurrence the probe's ``formula_ns`` uses), minus its bytes at its bottleneck rate.
-  A lone leg therefore takes exactly its closed-form time, whatever its size.
+  max-plus recurrence the probe's ``formula_ns`` uses). Its bytes set off when, moving alone
+  through its queues below, the last of them is through at that time (for most legs: the
+  closed form minus its bytes at its bottleneck rate minus its hops' delays), so a lone leg
+  takes exactly its closed-form time, whatever its size.
 - **Bytes**: a leg's first edge belongs to its source: legs leave it one after the other,
   each at the edge's full rate, as the flit model queues a message's flits behind the earlier
   messages'. Every resource after it (its directed edges; for a write, the pseudo-channels of
@@ -230,6 +232,9 @@ class FluidModel(TransferModel):
         it, a node that holds the head lets the bytes behind catch up, which the last byte
         may or may not feel: the part after the bottleneck is run alone (``alone_ns``)."""
         delays, holds, hold0 = self._delays(leg)
+        if hold0 == 0.0 and not any(holds):
+            # Its bytes reach its last resource by its delays, then drain at its rate.
+            return delays, holds, hold0, leg.latency_ns - sum(delays)
         stages = [[(self.cap[e], w)] for e, w in zip(leg.edges[1:], leg.weights[1:], strict=True)]
         if leg.shares:
             assert memory is not None
@@ -243,8 +248,7 @@ class FluidModel(TransferModel):
             b = -1  # its source: nothing before it to wait for
         after = holds[b + 1 :]
         hold = hold0 if b < 0 else holds[b] if b < len(holds) else 0.0
-        if hold == 0.0 and not any(after):
-            # Its bytes reach its last resource by its delays, then drain at its rate.
+        if hold == 0.0 and not any(after):  # holds before the bottleneck only: as above
             return delays, holds, hold0, leg.latency_ns - sum(delays)
         # The bottleneck passes them on at its rate from when the head reaches it.
         tail = alone_ns(stages[b + 1 :], delays[b + 1 :], after, hold, least, leg.size)

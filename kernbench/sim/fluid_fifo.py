@@ -33,9 +33,10 @@ those of the bytes in it, unless a flow in it has ended: its last bytes do not w
 others').
 """
 
-import heapq
-import itertools
 from collections.abc import Callable, Sequence
+
+from kernbench.sim.context import Sim
+from kernbench.sim.observer import NullObserver
 
 # A flow's rate change below this fraction of its rate is not passed on to its next resource.
 DELTA = 1e-3
@@ -456,27 +457,14 @@ def alone_ns(
 ) -> float:
     """How long a flow takes alone through ``stages`` (per stage, each resource's capacity and
     the flow's bytes on it per byte), fed ``size`` bytes at ``rate`` from 0: a network of its
-    own, on a clock of its own."""
-    heap: list[tuple[float, int, int, Callable[..., None], tuple]] = []
-    clock = [0.0]
-    seq = itertools.count()
-
-    def call_at(t: float, fn: Callable[..., None], *args: object) -> None:
-        heapq.heappush(heap, (t, 0, next(seq), fn, args))
-
-    def call_late(fn: Callable[..., None], *args: object) -> None:
-        heapq.heappush(heap, (clock[0], 1, next(seq), fn, args))
-
+    own, on a simulation of its own."""
+    sim = Sim(observer=NullObserver())
     end: list[float] = []
-    net = Network(call_at, call_late, lambda: clock[0], False)
-    flow = Flowing(delays, set(), lambda: end.append(clock[0]), holds)
-    rid = itertools.count()
+    net = Network(sim.call_at, sim.call_late, lambda: sim.now, False)
+    flow = Flowing(delays, set(), lambda: end.append(sim.now), holds)
     for stage in stages:
-        flow.stage([(net.queue(next(rid), cap), w) for cap, w in stage])
+        flow.stage([(net.queue(len(net.queues), cap), w) for cap, w in stage])
     net.start(flow, rate, size, 0.0, hold0)
-    while heap and not end:
-        t, _late, _n, fn, args = heapq.heappop(heap)
-        clock[0] = t
-        fn(*args)
+    sim.env.run()
     assert end, "a lone flow did not finish"
     return end[0]
